@@ -1,0 +1,175 @@
+package configs
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"kiln/internal/keyerr"
+)
+
+// Validate checks every value that decoding alone cannot, and returns all the
+// problems found (joined), each a *keyerr.Error naming its key.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(key, format string, a ...any) { errs = append(errs, keyerr.New(key, format, a...)) }
+
+	if strings.TrimSpace(c.Hostname) == "" || strings.ContainsAny(c.Hostname, " \t\r\n") {
+		add("hostname", "must be a host name without spaces")
+	}
+	if strings.TrimSpace(c.DataDir) == "" {
+		add("data_dir", "must not be empty")
+	}
+
+	s := c.Submission
+	if len(s.Listen) == 0 && len(s.ListenTLS) == 0 {
+		add("submission.listen", "at least one of submission.listen and submission.listen_tls is needed")
+	}
+	if (s.TLSCert == "") != (s.TLSKey == "") {
+		add("submission.tls_cert", "tls_cert and tls_key go together")
+	}
+	positive(add, "submission.max_message_size", int64(s.MaxMessageSize))
+	positive(add, "submission.max_recipients", int64(s.MaxRecipients))
+	if s.MaxLineLength < 1000 {
+		add("submission.max_line_length", "must be at least 1000 (RFC 5321 §4.5.3.1.6 allows text lines of 1000 octets)")
+	}
+	positive(add, "submission.read_timeout", int64(s.ReadTimeout))
+	positive(add, "submission.write_timeout", int64(s.WriteTimeout))
+	positive(add, "submission.session_timeout", int64(s.SessionTimeout))
+	positive(add, "submission.max_connections", int64(s.MaxConnections))
+	positive(add, "submission.max_connections_per_ip", int64(s.MaxConnectionsPerIP))
+	positive(add, "submission.auth_failures", int64(s.AuthFailures))
+	positive(add, "submission.auth_failure_window", int64(s.AuthFailureWindow))
+
+	if c.Admin.Listen == "" {
+		add("admin.listen", "must be a host:port")
+	}
+	positive(add, "dns.timeout", int64(c.DNS.Timeout))
+
+	d := c.Delivery
+	if d.Port <= 0 || d.Port > 65535 {
+		add("delivery.port", "must be a TCP port (1-65535)")
+	}
+	positive(add, "delivery.max_connections", int64(d.MaxConnections))
+	positive(add, "delivery.max_connections_per_destination", int64(d.MaxConnectionsPerDestination))
+	positive(add, "delivery.max_messages_per_connection", int64(d.MaxMessagesPerConnection))
+	positive(add, "delivery.connect_timeout", int64(d.ConnectTimeout))
+	positive(add, "delivery.idle_timeout", int64(d.IdleTimeout))
+	if err := checkTLSMode(d.TLS, false); err != nil {
+		add("delivery.tls", "%v", err)
+	}
+	for i, dom := range d.RequireTLS {
+		if !validDomain(dom) {
+			add(fmt.Sprintf("delivery.require_tls[%d]", i), "%q is not a domain", dom)
+		}
+	}
+
+	q := c.Queue
+	positive(add, "queue.max_age", int64(q.MaxAge))
+	positive(add, "queue.retry_first", int64(q.RetryFirst))
+	if q.RetryMax < q.RetryFirst {
+		add("queue.retry_max", "must not be shorter than queue.retry_first")
+	}
+	positive(add, "queue.gc_interval", int64(q.GCInterval))
+
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		add("log.level", "must be debug, info, warn or error, not %q", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		add("log.format", "must be text or json, not %q", c.Log.Format)
+	}
+
+	seenRoute := map[string]int{}
+	for i, r := range c.Routes {
+		key := fmt.Sprintf("route[%d]", i)
+		dom := strings.ToLower(r.Domain)
+		switch {
+		case dom == "":
+			add(key+".domain", "is required (a domain, \"*.domain\" or \"*\")")
+		case dom != "*" && !validDomain(strings.TrimPrefix(dom, "*.")):
+			add(key+".domain", "%q is not a domain, \"*.domain\" or \"*\"", r.Domain)
+		}
+		if j, dup := seenRoute[dom]; dup && dom != "" {
+			add(key+".domain", "%q is already routed by route[%d]", r.Domain, j)
+		}
+		seenRoute[dom] = i
+		if r.Smarthost == "" {
+			add(key+".smarthost", "is required (host:port)")
+		}
+		if err := checkTLSMode(r.TLS, true); err != nil {
+			add(key+".tls", "%v", err)
+		}
+		if (r.Username == "") != (r.Password == "") {
+			add(key+".username", "username and password go together")
+		}
+	}
+
+	seenAccount := map[string]int{}
+	for i, a := range c.Accounts {
+		key := fmt.Sprintf("account[%d]", i)
+		if a.Name == "" || strings.ContainsAny(a.Name, " \t\r\n:") {
+			add(key+".name", "is required and may not contain spaces or ':'")
+		} else if j, dup := seenAccount[a.Name]; dup {
+			add(key+".name", "%q is already the name of account[%d]", a.Name, j)
+		}
+		seenAccount[a.Name] = i
+		if _, err := bcrypt.Cost([]byte(a.PasswordHash)); err != nil {
+			add(key+".password_hash", "is not a bcrypt hash (make one with \"kiln account hash\")")
+		}
+		if len(a.SenderDomains) == 0 {
+			add(key+".sender_domains", "needs at least one domain the account may send from")
+		}
+		for j, dom := range a.SenderDomains {
+			if !validDomain(dom) {
+				add(fmt.Sprintf("%s.sender_domains[%d]", key, j), "%q is not a domain", dom)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func positive(add func(string, string, ...any), key string, v int64) {
+	if v <= 0 {
+		add(key, "must be greater than zero")
+	}
+}
+
+func checkTLSMode(mode string, emptyOK bool) error {
+	switch mode {
+	case "opportunistic", "required", "none":
+		return nil
+	case "":
+		if emptyOK {
+			return nil
+		}
+	}
+	return fmt.Errorf("must be opportunistic, required or none, not %q", mode)
+}
+
+// validDomain accepts a DNS name of letters, digits, hyphens and dots, at most
+// 253 octets with labels of at most 63 (RFC 1035 §2.3.4). Internationalised
+// names must be written in their A-label (xn--) form.
+func validDomain(d string) bool {
+	d = strings.TrimSuffix(d, ".")
+	if d == "" || len(d) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(d, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
