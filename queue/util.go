@@ -1,0 +1,10 @@
+package queue
+
+import (
+	"context"
+	"strings"
+)
+
+func lower(s string) string { return strings.ToLower(s) }
+
+func contextBackground() context.Context { return context.Background() }
