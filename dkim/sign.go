@@ -186,7 +186,8 @@ func (s *Signer) Aligned(fromDomain string) (domain string, ok bool) {
 // time (t=); x= is now plus the configured expiry.
 //
 // msg is the whole message, header and body, with CRLF line endings only.
-// fromDomain is the domain of its single From address (see FromDomain).
+// A message whose last line lacks its CRLF is signed as SMTP transmits it,
+// with the CRLF added (RFC 5321 §4.1.1.4). fromDomain is the domain of its single From address (see FromDomain).
 // Without an aligned key Sign returns an error wrapping ErrNotAligned; a
 // message that cannot be signed safely gives a *MessageError.
 func (s *Signer) Sign(msg []byte, fromDomain string, now time.Time) ([]byte, error) {
