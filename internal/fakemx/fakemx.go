@@ -89,6 +89,9 @@ type Config struct {
 	Discard bool
 	// ErrorLog receives go-smtp's connection errors; default: discarded.
 	ErrorLog smtp.Logger
+	// Debug, when set, receives a trace of every session (both directions),
+	// for tests that check exactly what a client sent.
+	Debug io.Writer
 }
 
 // Message is one transaction whose body the server read completely.
@@ -104,6 +107,7 @@ type Message struct {
 	UTF8     bool     // MAIL carried SMTPUTF8
 	Size     int64    // MAIL's SIZE= value, 0 when absent
 	Session  int      // number of the connection it came on, from 1
+	Client   string   // the client's address (ip:port): which source address it used
 	Reply    string   // the reply sent after the dot, "" when dropped
 	Dropped  bool     // a rule dropped the connection instead of replying
 	At       time.Time
@@ -219,6 +223,9 @@ func New(cfg Config) (*Server, error) {
 	srv.MaxRecipients = cfg.MaxRecipients
 	srv.EnableSMTPUTF8 = cfg.SMTPUTF8
 	srv.ErrorLog = cfg.ErrorLog
+	if cfg.Debug != nil {
+		srv.Debug = &lockedWriter{w: cfg.Debug}
+	}
 	if cfg.TLS != TLSOff {
 		host, _, _ := net.SplitHostPort(s.addr)
 		cert, leaf, err := selfSigned([]string{cfg.Domain, "localhost"}, []net.IP{net.ParseIP(host)})
@@ -621,6 +628,7 @@ func (se *session) Data(r io.Reader) error {
 		UTF8:     se.opts.UTF8,
 		Size:     se.opts.Size,
 		Session:  se.st.id,
+		Client:   se.c.Conn().RemoteAddr().String(),
 		At:       time.Now(),
 	}
 	rule, addr, ok := s.dataRule(m.Rcpts)
@@ -694,3 +702,15 @@ func (se *session) Auth(mech string) (sasl.Server, error) {
 }
 
 var _ smtp.AuthSession = (*session)(nil)
+
+// lockedWriter serialises the traces of concurrent sessions.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
