@@ -52,7 +52,9 @@ func (c *Client) local(code int, enhanced, command, text string) policy.Reply {
 // the replies are read in order (when no recipient was accepted the server
 // refuses the DATA, RFC 2920 §3.1); without it, one command at a time, and
 // DATA only after an accepted recipient. The body follows in a second write
-// once the server has answered DATA with 354. A
+// once the server has answered DATA with 354. Recipients per transaction
+// should stay in the hundreds (servers take about 100, RFC 5321 §4.5.3.1.8):
+// the pipelined batch is written before any reply is read. A
 // transaction that did not finish is reset (RSET) at the start of the next
 // one, in the same pipelined write when the server allows. Cancelling ctx
 // closes the connection.

@@ -313,10 +313,11 @@ func (d *Dialer) dial(ctx context.Context, addr, host string, mode TLSMode) (*Cl
 				return fail(rep, err)
 			} else if rep.Code != 0 {
 				if mode == TLSRequired {
+					// Temporary whatever the code: the server may offer TLS
+					// later, and the recipient is not at fault.
 					c.quitNow()
-					rep.Temporary = true
-					rep.Line = "TLS is required but STARTTLS was refused: " + rep.Line
-					return nil, &Error{Reply: rep}
+					return nil, &Error{Reply: policy.Reply{Command: "STARTTLS", Enhanced: "4.7.10", Host: host, Temporary: true,
+						Line: "TLS is required but " + host + " refused it: " + rep.Line}}
 				}
 				c.tlsInfo.Fallback = "STARTTLS refused: " + rep.Line
 			}

@@ -906,3 +906,25 @@ func TestDialCanceledDuringGreeting(t *testing.T) {
 		t.Errorf("took %v", time.Since(start))
 	}
 }
+
+func TestTLSRequiredRefusedIsTemporary(t *testing.T) {
+	srv := fakemx.StartRaw(t, func(c *fakemx.RawConn) {
+		c.Send("220 r ESMTP")
+		c.Expect("EHLO")
+		c.Send("250-r", "250 STARTTLS")
+		c.Expect("STARTTLS")
+		c.Send("502 5.5.1 not today")
+		c.Hang()
+	})
+	d := dialer()
+	d.TLS = TLSRequired
+	e := dialErr(t, d, srv.Addr())
+	if r := e.Reply; r.Code != 0 || !r.Temporary || r.Permanent() || r.Command != "STARTTLS" || !strings.Contains(r.Line, "502 5.5.1 not today") {
+		t.Errorf("%+v", r)
+	}
+	d.TLS = TLSOpportunistic
+	c := mustDial(t, d, srv.Addr())
+	if c.TLS().Fallback != "STARTTLS refused: 502 5.5.1 not today" {
+		t.Errorf("fallback %q", c.TLS().Fallback)
+	}
+}
