@@ -3,6 +3,8 @@ package warmup
 import (
 	"bytes"
 	"errors"
+	"os"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -247,5 +249,40 @@ func TestUnits(t *testing.T) {
 		if r.String() != want {
 			t.Errorf("%v prints %q, want %q", float64(r), r.String(), want)
 		}
+	}
+}
+
+// testdata/example.toml documents every key with its default; it must decode
+// strictly, validate, and its rules and settings must be the built-in ones.
+func TestExampleConfig(t *testing.T) {
+	data, err := os.ReadFile("testdata/example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r struct{ Config }
+	if err := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields().Decode(&r); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(r.Config, openDB(t, t.TempDir()), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	builtin, err := New(Config{}, openDB(t, t.TempDir()), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(c.rules, builtin.rules) {
+		t.Errorf("documented rules differ from the built-in ones:\n%+v\n%+v", c.rules, builtin.rules)
+	}
+	if c.cal.winStart != builtin.cal.winStart || c.cal.winEnd != builtin.cal.winEnd || c.cal.loc.String() != builtin.cal.loc.String() ||
+		c.sendingDays != builtin.sendingDays || c.idleDays != builtin.idleDays || c.cooldown != builtin.cooldown ||
+		c.pauseStepBack != builtin.pauseStepBack || c.backoff != builtin.backoff || c.backoffRate != builtin.backoffRate {
+		t.Errorf("documented [warmup] defaults differ from the code's")
+	}
+	if got := c.site("google").shaping; got != builtin.site("google").shaping {
+		t.Errorf("documented google shaping %+v, built-in %+v", got, builtin.site("google").shaping)
 	}
 }
