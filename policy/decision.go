@@ -30,4 +30,8 @@ type Decision struct {
 	SoftFail bool   // counts as a soft failure of the address (mailbox full, expired)
 	Signal   Signal // what it says about the egress address at this provider
 	Rule     string // the name of the rule that decided
+	// Status is the RFC 3463 status for events and DSNs: the remote's own
+	// when it sent one, else the one the reason implies (5.1.1 for
+	// userunknown), in the class of the reply (4.x.x when temporary).
+	Status string
 }
