@@ -186,8 +186,8 @@ type Controller struct {
 
 	flushMu    sync.Mutex // one flush, reap or forget at a time
 	kick       chan struct{}
-	lastReap   int64
-	lastForget int64
+	lastReap   atomic.Int64
+	lastForget atomic.Int64
 	errMu      sync.Mutex
 	err        error
 }
@@ -762,12 +762,10 @@ func (c *Controller) sweep(now time.Time) {
 	if err := c.Flush(); err != nil {
 		c.setErr(err)
 	}
-	if n-c.lastReap >= int64(time.Minute) {
-		c.lastReap = n
+	if last := c.lastReap.Load(); n-last >= int64(time.Minute) && c.lastReap.CompareAndSwap(last, n) {
 		c.reap(now)
 	}
-	if n-c.lastForget >= int64(24*time.Hour) {
-		c.lastForget = n
+	if last := c.lastForget.Load(); n-last >= int64(24*time.Hour) && c.lastForget.CompareAndSwap(last, n) {
 		if err := c.forget(now); err != nil {
 			c.setErr(err)
 		}

@@ -2,6 +2,8 @@ package warmup
 
 import (
 	"math"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -373,4 +375,42 @@ func minTime(a, b time.Time) time.Time {
 		return b
 	}
 	return a
+}
+
+// Many workers deciding at once never overshoot a cap, while signals,
+// status and the periodic sweep run alongside.
+func TestConcurrentReserveNeverOvershoots(t *testing.T) {
+	cfg := oneEgress("big")
+	cfg.Warmup.Plan = []Plan{{Name: "big", Default: []int{1000}}}
+	cfg.Warmup.Window = "00:00-24:00"
+	cfg.Shaping = []ShapingOverride{{Provider: "google", Rate: Unlimited}}
+	h := newHarness(t, cfg, t0)
+	// One second before the window closes the spread allows the whole cap
+	// at once, so only the cap itself can stop the workers.
+	now := t0.Add(24*time.Hour - time.Second)
+	var granted atomic.Int64
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 400 {
+				if h.c.Reserve("ip1", "google", w%3, now).OK {
+					granted.Add(1)
+					h.c.Observe("ip1", "google", SignalDelivered, now)
+				}
+				if i%50 == 0 {
+					h.c.Status(now)
+					h.c.sweep(now)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if granted.Load() != 1000 {
+		t.Fatalf("granted %d, want exactly the cap 1000", granted.Load())
+	}
+	if s := h.siteStatus("ip1", "google", now); s.Sent != 1000 || s.Delivered != 1000 {
+		t.Fatalf("status: %+v", s)
+	}
 }

@@ -44,6 +44,11 @@
 //
 //	c.Observe(d.Egress, site, warmup.SignalDelivered, now) // or Deferral, Rate, Block, Complaint
 //
+// ParseSignal reads the signal words of kiln's reply classifier ("deferral",
+// "rate", "block", "complaint"), so the caller can pass them through without
+// this package importing the classifier. A pool is a [[pool]] name, or an
+// egress name for that egress alone.
+//
 // Reserve counts at decision time rather than after the send, so that many
 // workers deciding at once cannot overshoot a cap. A message that was offered
 // and deferred keeps its count: the provider saw it.
@@ -57,8 +62,10 @@
 // others, no cap from day 43). Days begin at midnight in warmup.timezone. With
 // warmup.days = "calendar" every day counts; with "sending" only days on
 // which the egress sent to that site. A site the egress has never sent to
-// starts at the egress's current day. An egress idle for longer than
-// warmup.idle_restart starts again at day 1.
+// starts at the egress's day (calendar: days since its start date; sending:
+// the day it was set to, normally 1). An egress idle for longer than
+// warmup.idle_restart starts again at day 1. A plan's caps never shrink;
+// going back is adaptive control's job.
 //
 // Today's cap is spread over the sending window (warmup.window, default
 // 08:00-20:00): at each hour boundary the pace is set to what is left today

@@ -198,12 +198,3 @@ func (t *providerTable) classify(mxHosts []string) string {
 	}
 	return mxSitePrefix + strings.Join(out, ",")
 }
-
-// SiteProvider returns the provider a site key names, or "" when the site is
-// an MX set or a single domain.
-func SiteProvider(site string) string {
-	if strings.Contains(site, ":") {
-		return ""
-	}
-	return site
-}
