@@ -17,6 +17,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/net/idna"
+
 	"kiln/internal/keyerr"
 )
 
@@ -165,7 +167,7 @@ func (s *Signer) OperatorDomain() string { return s.opDomain }
 // account's default domain, refuse with 5.7.x, or send with SignOperator
 // only (or unsigned).
 func (s *Signer) Aligned(fromDomain string) (domain string, ok bool) {
-	d := normDomain(fromDomain)
+	d := asciiDomain(fromDomain)
 	for d != "" {
 		if len(s.active[d]) > 0 {
 			return d, true
@@ -193,7 +195,7 @@ func (s *Signer) Aligned(fromDomain string) (domain string, ok bool) {
 func (s *Signer) Sign(msg []byte, fromDomain string, now time.Time) ([]byte, error) {
 	d, ok := s.Aligned(fromDomain)
 	if !ok {
-		return nil, fmt.Errorf("%w: %s", ErrNotAligned, normDomain(fromDomain))
+		return nil, fmt.Errorf("%w: %s", ErrNotAligned, asciiDomain(fromDomain))
 	}
 	return s.sign(msg, s.withOperator(s.active[d]), now)
 }
@@ -202,9 +204,9 @@ func (s *Signer) Sign(msg []byte, fromDomain string, now time.Time) ([]byte, err
 // account's default domain when the From domain has no key). It returns an
 // error wrapping ErrNoKey when the domain has no active key.
 func (s *Signer) SignAs(domain string, msg []byte, now time.Time) ([]byte, error) {
-	ks := s.active[normDomain(domain)]
+	ks := s.active[asciiDomain(domain)]
 	if len(ks) == 0 {
-		return nil, fmt.Errorf("%w: %s", ErrNoKey, normDomain(domain))
+		return nil, fmt.Errorf("%w: %s", ErrNoKey, asciiDomain(domain))
 	}
 	return s.sign(msg, s.withOperator(ks), now)
 }
@@ -420,8 +422,8 @@ func (f *folder) base64(sig []byte) {
 	}
 }
 
-// FromDomain returns the lower-cased domain of msg's author: the address
-// of its single From field (RFC 5322 §3.6.2). It errs with ErrNoFrom,
+// FromDomain returns the domain of msg's author, lower-cased and in A-label
+// form: the address of its single From field (RFC 5322 §3.6.2). It errs with ErrNoFrom,
 // ErrMultipleFrom or ErrBadFrom (wrapped, with detail), or a *MessageError
 // when the header itself is malformed; submission refuses all of them
 // (5.6.0), since neither DKIM alignment nor DMARC works without one author.
@@ -463,5 +465,22 @@ func FromDomain(msg []byte) (string, error) {
 	if at < 0 || at == len(list[0].Address)-1 {
 		return "", fmt.Errorf("%w: %q has no domain", ErrBadFrom, list[0].Address)
 	}
-	return normDomain(list[0].Address[at+1:]), nil
+	return asciiDomain(list[0].Address[at+1:]), nil
+}
+
+// asciiDomain lower-cases d, drops a final dot and, when it has non-ASCII
+// labels (an internationalised address, RFC 6531), turns it into A-labels
+// (RFC 5890), the form in which signing domains are configured and
+// published.
+func asciiDomain(d string) string {
+	d = normDomain(d)
+	for i := 0; i < len(d); i++ {
+		if d[i] >= 0x80 {
+			if a, err := idna.Lookup.ToASCII(d); err == nil {
+				return strings.ToLower(a)
+			}
+			return d
+		}
+	}
+	return d
 }

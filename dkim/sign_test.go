@@ -247,17 +247,19 @@ func TestAlignment(t *testing.T) {
 		t.Fatal(err)
 	}
 	for from, want := range map[string]string{
-		"example.com":          "example.com",
-		"EXAMPLE.com.":         "example.com",
-		"news.example.com":     "example.com",
-		"a.b.c.example.com":    "example.com",
-		"notexample.com":       "",
-		"example.com.evil.net": "",
-		"com":                  "",
-		"":                     "",
-		"rsa.example":          "rsa.example",
-		"retired.example":      "",
-		"mta.example.net":      "mta.example.net",
+		"example.com":           "example.com",
+		"EXAMPLE.com.":          "example.com",
+		"news.example.com":      "example.com",
+		"a.b.c.example.com":     "example.com",
+		"notexample.com":        "",
+		"example.com.evil.net":  "",
+		"com":                   "",
+		"":                      "",
+		"rsa.example":           "rsa.example",
+		"retired.example":       "",
+		"mta.example.net":       "mta.example.net",
+		"bücher.example.com":    "example.com",
+		"xn--bcher-kva.example": "",
 	} {
 		got, ok := s.Aligned(from)
 		if got != want || ok != (want != "") {
