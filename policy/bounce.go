@@ -151,9 +151,24 @@ func (c *Classifier) bounceFor(m *dsn.Message, rc dsn.Recipient) Bounce {
 	if diag == "" {
 		diag = context
 	}
+	failed := rc.Action != "delivered" && rc.Action != "relayed" && rc.Action != "expanded" && rc.Action != "deliverable"
 	code, enhanced := replyCodes(diag, rc.Status)
-	if code == 0 && enhanced == "" && context != "" {
-		code, enhanced = replyCodes(context, "")
+	if failed && code > 0 && code < 400 {
+		// A failure report quoting a 2xx or 3xx: a step that worked, or
+		// a number that only looks like a code ("Size (in bytes): 222").
+		code = 0
+	}
+	if code == 0 && context != "" {
+		c2, e2 := replyCodes(context, "")
+		if !failed || c2 >= 400 {
+			code = c2
+		}
+		if enhanced == "" && (!failed || !strings.HasPrefix(e2, "2.")) {
+			enhanced = e2
+		}
+	}
+	if failed && strings.HasPrefix(enhanced, "2.") {
+		enhanced = ""
 	}
 	r := Reply{
 		Code:     code,
@@ -233,7 +248,7 @@ func joinReplyLines(s string) string {
 		}
 		s = m[1] + " " + strings.TrimSpace(m[2]+" "+rest)
 	}
-	return strings.TrimSpace(continuationRE.ReplaceAllString(s, " "))
+	return oneLine(continuationRE.ReplaceAllString(s, " "), 8000)
 }
 
 var leadingReply = regexp.MustCompile(`^([245][0-9][0-9])[ -](?:([245]\.[0-9]{1,3}\.[0-9]{1,3}) )?`)

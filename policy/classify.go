@@ -107,7 +107,7 @@ func NewClassifier(cfg ClassifyConfig) (*Classifier, error) {
 	for _, h := range append(append([]CommandHint(nil), file.Commands...), base.Commands...) {
 		ch := commandHint{command: h.Command}
 		for _, p := range h.Pattern {
-			ch.re = append(ch.re, regexp.MustCompile("(?i)"+p)) // validated above
+			ch.re = append(ch.re, regexp.MustCompile(p)) // validated above
 		}
 		c.commands = append(c.commands, ch)
 	}
@@ -209,7 +209,7 @@ func (ru *rule) textMatches(text []byte) bool {
 			return false
 		}
 	}
-	if !ru.textual {
+	if !ru.hasText {
 		return true
 	}
 	for _, m := range ru.match {
@@ -217,7 +217,10 @@ func (ru *rule) textMatches(text []byte) bool {
 			return true
 		}
 	}
-	for _, re := range ru.pattern {
+	for i, re := range ru.pattern {
+		if need := ru.need[i]; need != nil && !containsAny(text, need) {
+			continue
+		}
 		if re.Match(text) {
 			return true
 		}
@@ -279,7 +282,7 @@ func (c *Classifier) decide(reason, ruleName string, r Reply, stOK, permanent, s
 // commandIn returns the SMTP command a bounce report's words say the quoted
 // reply answered, or "" when they do not say.
 func (c *Classifier) commandIn(text string) string {
-	text = strings.Join(strings.Fields(text), " ")
+	text = strings.ToLower(strings.Join(strings.Fields(text), " "))
 	// In a session transcript (">>> RCPT TO", "<<< 550 ...") the failing
 	// command is the last one before the first failure reply.
 	if loc := transcriptFailure.FindStringIndex(text); loc != nil {
@@ -374,6 +377,15 @@ func isLocalChar(c byte) bool {
 		return true
 	}
 	return strings.IndexByte("!#$%&'*+-/=?^_`{|}~.", c) >= 0
+}
+
+func containsAny(text []byte, lits [][]byte) bool {
+	for _, l := range lits {
+		if bytes.Contains(text, l) {
+			return true
+		}
+	}
+	return false
 }
 
 func anyCode(ps []codePattern, code int) bool {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"regexp/syntax"
 	"strconv"
 	"strings"
 
@@ -265,6 +266,9 @@ func validateFile(f *RulesFile, full bool) error {
 			return keyerr.New(key+".pattern", "empty")
 		}
 		for _, p := range h.Pattern {
+			if err := checkLowerCase(p); err != nil {
+				return keyerr.New(key+".pattern", "%q: %v", p, err)
+			}
 			if _, err := regexp.Compile(p); err != nil {
 				return keyerr.New(key+".pattern", "%v", err)
 			}
@@ -292,6 +296,7 @@ type rule struct {
 	reason    string
 	match     [][]byte // lower-case
 	pattern   []*regexp.Regexp
+	need      [][][]byte // per pattern: literals one of which any match contains (nil: none known)
 	unless    [][]byte
 	codes     []codePattern
 	status    []statusPattern
@@ -302,7 +307,8 @@ type rule struct {
 	notHard   bool
 	signal    Signal
 	hasSignal bool
-	textual   bool // decided by the reply's words, not only by its codes
+	hasText   bool // has match or pattern filters
+	textual   bool // decided by the reply's words (or the stage they name), not only by codes
 }
 
 // codePattern matches a reply code digit by digit; -1 is a wildcard.
@@ -329,7 +335,10 @@ func compileRule(rc RuleConfig) (*rule, error) {
 		r.match = append(r.match, []byte(strings.ToLower(m)))
 	}
 	for _, p := range rc.Pattern {
-		re, err := regexp.Compile("(?i)" + p)
+		if err := checkLowerCase(p); err != nil {
+			return nil, keyerr.New("pattern", "%q: %v", p, err)
+		}
+		re, err := regexp.Compile(p)
 		if err != nil {
 			return nil, keyerr.New("pattern", "%v", err)
 		}
@@ -337,6 +346,7 @@ func compileRule(rc RuleConfig) (*rule, error) {
 			return nil, keyerr.New("pattern", "%q matches everything", p)
 		}
 		r.pattern = append(r.pattern, re)
+		r.need = append(r.need, prefilter(p))
 	}
 	for _, u := range rc.Unless {
 		if u == "" {
@@ -346,12 +356,8 @@ func compileRule(rc RuleConfig) (*rule, error) {
 	}
 	// A rule decides by the report's words when it reads the text or the
 	// SMTP stage the text names; only code and status fallbacks do not.
-	r.textual = len(r.match) > 0 || len(r.pattern) > 0 || len(rc.Commands) > 0
-	if rc.Like != "" && !r.textual && len(r.unless) == 0 {
-		// The words come from the other rule (resolveLikes); until then
-		// the rule is textual by definition.
-		r.textual = true
-	}
+	r.hasText = len(r.match) > 0 || len(r.pattern) > 0
+	r.textual = r.hasText || len(rc.Commands) > 0 || rc.Like != ""
 	for _, c := range rc.Codes {
 		cp, ok := parseCodePattern(c)
 		if !ok {
@@ -399,10 +405,115 @@ func compileRule(rc RuleConfig) (*rule, error) {
 		}
 		r.signal, r.hasSignal = s, true
 	}
-	if !r.textual && len(r.codes) == 0 && len(r.status) == 0 && len(r.commands) == 0 && len(r.hosts) == 0 && r.permanent < 0 && r.final < 0 {
+	if !r.textual && !r.hasText && len(r.codes) == 0 && len(r.status) == 0 && len(r.commands) == 0 && len(r.hosts) == 0 && r.permanent < 0 && r.final < 0 {
 		return nil, keyerr.New("match", "the rule has no condition and would match every reply")
 	}
 	return r, nil
+}
+
+// checkLowerCase rejects upper-case letters in a pattern: the reply is
+// lower-cased once before matching (so that no pattern pays for case
+// folding), and an upper-case letter would never match. Escapes such as \S
+// and \B keep their meaning.
+func checkLowerCase(p string) error {
+	for i := 0; i < len(p); i++ {
+		switch c := p[i]; {
+		case c == '\\':
+			i++ // the escaped character
+			if i+1 < len(p) && (p[i] == 'p' || p[i] == 'P') && p[i+1] == '{' {
+				if j := strings.IndexByte(p[i:], '}'); j > 0 {
+					i += j
+				}
+			}
+		case c >= 'A' && c <= 'Z':
+			return fmt.Errorf("patterns match the lower-cased reply: write %q in lower case", c)
+		}
+	}
+	return nil
+}
+
+// prefilter returns literals one of which must occur in any text the
+// pattern matches, so that classification can skip the pattern with a
+// substring test (most replies match few rules). nil means no such set is
+// known and the pattern always runs.
+func prefilter(p string) [][]byte {
+	re, err := syntax.Parse(p, syntax.Perl)
+	if err != nil {
+		return nil
+	}
+	lits := needed(re.Simplify())
+	if len(lits) == 0 {
+		return nil
+	}
+	out := make([][]byte, 0, len(lits))
+	for _, l := range lits {
+		out = append(out, []byte(l))
+	}
+	return out
+}
+
+// needed computes the literal set for a syntax tree: for a concatenation,
+// the best set of any part (every match contains a match of each part); for
+// an alternation, the union of its branches' sets (unknown if any branch's
+// is); for a repetition of at least one, its body's set.
+func needed(re *syntax.Regexp) []string {
+	switch re.Op {
+	case syntax.OpLiteral:
+		s := string(re.Rune)
+		if re.Flags&syntax.FoldCase != 0 {
+			s = strings.ToLower(s)
+		}
+		return []string{s}
+	case syntax.OpCapture:
+		return needed(re.Sub[0])
+	case syntax.OpPlus:
+		return needed(re.Sub[0])
+	case syntax.OpRepeat:
+		if re.Min >= 1 {
+			return needed(re.Sub[0])
+		}
+	case syntax.OpConcat:
+		var best []string
+		for _, sub := range re.Sub {
+			if set := needed(sub); set != nil && better(set, best) {
+				best = set
+			}
+		}
+		return best
+	case syntax.OpAlternate:
+		var all []string
+		for _, sub := range re.Sub {
+			set := needed(sub)
+			if set == nil {
+				return nil
+			}
+			all = append(all, set...)
+		}
+		if len(all) > 16 {
+			return nil
+		}
+		return all
+	}
+	return nil
+}
+
+// better prefers the set whose shortest literal is longer (fewer false hits),
+// then the smaller set.
+func better(a, b []string) bool {
+	if b == nil {
+		return true
+	}
+	minLen := func(set []string) int {
+		m := 1 << 30
+		for _, s := range set {
+			m = min(m, len(s))
+		}
+		return m
+	}
+	if ma, mb := minLen(a), minLen(b); ma != mb {
+		return ma > mb
+	}
+	return len(a) < len(b)
 }
 
 func boolInt8(b bool) int8 {

@@ -261,12 +261,17 @@ func (p *parser) finishDSN() {
 	m := p.msg
 	m.Kind, m.Format = KindDSN, "rfc3464"
 	m.ReportingMTA = p.dsn.reportingMTA
+	if len(p.dsn.recipients) > maxRcpts {
+		p.dsn.recipients = p.dsn.recipients[:maxRcpts]
+		m.Truncated = true
+	}
 	addrs := make([]string, 0, len(p.dsn.recipients))
 	for _, r := range p.dsn.recipients {
 		addrs = append(addrs, r.address())
 	}
 	failed := headerAddresses(&m.Header, "X-Failed-Recipients")
 	blocks := recipientBlocks(m.Text, addrs)
+	shared := sharedText(m.Text, blocks)
 	for i, r := range p.dsn.recipients {
 		addr := addrs[i]
 		if !strings.Contains(addr, "@") {
@@ -291,9 +296,9 @@ func (p *parser) finishDSN() {
 		if rc.Action == "" {
 			rc.Action = "failed"
 		}
-		if shared := sharedText(m.Text, blocks, addrs[i]); rc.Context == "" {
+		if rc.Context == "" {
 			rc.Context = shared
-		} else if !strings.Contains(rc.Context, shared) {
+		} else {
 			rc.Context += "\n" + shared
 		}
 		m.Recipients = append(m.Recipients, rc)

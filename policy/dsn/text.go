@@ -201,11 +201,11 @@ func hasWords(s string) bool {
 	return false
 }
 
-// sharedText is the report's text without the blocks about other
-// recipients: what it says about everyone (a transcript, a general reason).
-func sharedText(text string, blocks map[string]string, self string) string {
-	for a, b := range blocks {
-		if a != self && b != "" {
+// sharedText is the report's text without the blocks about recipients:
+// what it says about everyone (a transcript, a general reason).
+func sharedText(text string, blocks map[string]string) string {
+	for _, b := range blocks {
+		if b != "" {
 			text = strings.Replace(text, b, "", 1)
 		}
 	}
@@ -264,7 +264,7 @@ func (p *parser) fromText() {
 				continue
 			}
 			for _, a := range findAddresses(line) {
-				if !containsFold(exclude, a) && !containsFold(addrs, a) {
+				if !containsFold(exclude, a) && !containsFold(addrs, a) && len(addrs) < maxRcpts {
 					addrs = append(addrs, a)
 				}
 			}
@@ -288,15 +288,65 @@ func (p *parser) fromText() {
 	if delayWords.MatchString(text) && !finalWords.MatchString(text) {
 		action = "delayed"
 	}
+	if len(addrs) > maxRcpts {
+		addrs = addrs[:maxRcpts]
+	}
 	blocks := recipientBlocks(text, addrs)
+	shared := sharedText(text, blocks)
 	for _, a := range addrs {
+		diag := blocks[a]
+		if reply := transcriptReply(text, a); reply != "" && !strings.Contains(diag, reply) {
+			// The remote's own words from the session transcript
+			// come before the reporting MTA's summary.
+			diag = reply + "\n" + diag
+		}
 		m.Recipients = append(m.Recipients, Recipient{
 			Address:    a,
 			Action:     action,
-			Diagnostic: blocks[a],
-			Context:    sharedText(text, blocks, a),
+			Diagnostic: diag,
+			Context:    shared,
 		})
 	}
+}
+
+var (
+	transcriptSent = regexp.MustCompile(`^\s*>>>`)
+	transcriptFail = regexp.MustCompile(`^\s*<<<\s*([45][0-9][0-9])([ -])`)
+)
+
+// transcriptReply returns the failure reply of a session transcript
+// (sendmail's ">>> RCPT To:<a>" / "<<< 550 ..."), the one after the command
+// that names addr when there is one, joining a multi-line reply.
+func transcriptReply(text, addr string) string {
+	lines := strings.Split(text, "\n")
+	start := 0
+	la := strings.ToLower(addr)
+	for i, l := range lines {
+		if transcriptSent.MatchString(l) && strings.Contains(strings.ToLower(l), la) {
+			start = i
+			break
+		}
+	}
+	var out []string
+	code := ""
+	for _, l := range lines[start:] {
+		m := transcriptFail.FindStringSubmatch(l)
+		if m == nil {
+			if code != "" {
+				break
+			}
+			continue
+		}
+		if code != "" && m[1] != code {
+			break
+		}
+		code = m[1]
+		out = append(out, strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(l), "<<<")))
+		if m[2] == " " {
+			break
+		}
+	}
+	return strings.Join(out, " ")
 }
 
 // senderSide lists the addresses that are the sender's, not the failed
