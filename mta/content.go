@@ -141,6 +141,9 @@ func validAddress(a string) bool {
 	if strings.ContainsAny(a, " \t\r\n<>") {
 		return false
 	}
+	if local := a[:at]; strings.Contains(local, "@") && !(strings.HasPrefix(local, "\"") && strings.HasSuffix(local, "\"")) {
+		return false // an unquoted local part cannot hold '@' (RFC 5321 §4.1.2)
+	}
 	dom := a[at+1:]
 	if strings.HasPrefix(dom, "[") && strings.HasSuffix(dom, "]") {
 		return true

@@ -42,7 +42,8 @@ func (s *scheduler) siteFor(d *Destination) *site {
 func (s *scheduler) enqueueJob(d *Destination, j *job) {
 	st := s.siteFor(d)
 	if s.clk.Now().Before(st.downUntil) {
-		go s.srv.completeJob(j, uniform(len(j.rcpts), st.downReply), ConnInfo{}, nil)
+		reply := st.downReply
+		s.srv.async("record failure", func() { s.srv.completeJob(j, uniform(len(j.rcpts), reply), ConnInfo{}, nil) })
 		return
 	}
 	j.site = st
@@ -67,7 +68,7 @@ func (s *scheduler) pump(st *site) {
 		st.workers++
 		s.conns++
 		w := &worker{s: s, st: st}
-		go w.run()
+		s.srv.async("delivery worker", w.run)
 	}
 	if st.inflight == 0 && len(st.backlog) == 0 && st.workers == 0 {
 		st.idleSince = s.clk.Now()
@@ -98,7 +99,7 @@ func (s *scheduler) siteDown(st *site, reply policy.Reply) {
 	}
 	for _, j := range backlog {
 		j.site = nil
-		go s.srv.completeJob(j, uniform(len(j.rcpts), reply), ConnInfo{}, nil)
+		s.srv.async("record failure", func() { s.srv.completeJob(j, uniform(len(j.rcpts), reply), ConnInfo{}, nil) })
 	}
 }
 
@@ -138,9 +139,11 @@ func (w *worker) run() {
 			w.conn.Close()
 		}
 		srv.metrics.connections.WithLabelValues(w.st.egress.Name).Dec()
-		w.s.workerDone <- w
+		select {
+		case w.s.workerDone <- w:
+		case <-w.s.done:
+		}
 	}()
-	defer srv.recoverPanic("delivery worker")
 	srv.metrics.connections.WithLabelValues(w.st.egress.Name).Inc()
 	idle := srv.cfg.Delivery.IdleTimeout.D()
 	timer := time.NewTimer(idle)

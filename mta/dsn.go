@@ -18,13 +18,10 @@ import (
 // none is sent for mail that itself had the null sender or whose account
 // turned notices off.
 func (srv *Server) sendNotice(m *queue.Message, failed []int) {
-	m.Lock()
-	if m.From == "" || m.Kind == queue.KindNotice || !m.Notices {
-		m.Unlock()
+	orig := m.Clone()
+	if orig.From == "" || orig.Kind == queue.KindNotice || !orig.Notices {
 		return
 	}
-	orig := m.Clone()
-	m.Unlock()
 	body, err := srv.store.ReadBody(orig, nil)
 	if err != nil {
 		body = nil

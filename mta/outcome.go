@@ -20,11 +20,18 @@ func (srv *Server) completeJob(j *job, replies []policy.Reply, info ConnInfo, si
 	e, m := j.e, j.e.m
 	now := srv.clk.Now()
 	var evs []events.Event
+	// An attempt cut off because kiln is stopping says nothing about the
+	// recipient: it is not counted, and the message keeps its lease so the
+	// next start retries it first.
+	abandoned := srv.ctx.Err() != nil
 	m.Lock()
 	expires := m.Expires.Add(m.Waited)
 	for i, idx := range j.rcpts {
 		r := &m.Rcpts[idx]
 		reply := replies[i]
+		if abandoned && reply.Code == 0 {
+			continue
+		}
 		if reply.Host == "" {
 			reply.Host = info.Host
 		}
@@ -72,7 +79,7 @@ func (srv *Server) completeJob(j *job, replies []policy.Reply, info ConnInfo, si
 	}
 	m.Attempts++
 	e.jobs--
-	final := e.jobs <= 0
+	final := e.jobs <= 0 && !abandoned
 	var failed []int
 	del := false
 	var due time.Time
@@ -100,7 +107,7 @@ func (srv *Server) completeJob(j *job, replies []policy.Reply, info ConnInfo, si
 	if final && len(failed) > 0 && !e.dropped {
 		srv.sendNotice(m, failed)
 	}
-	srv.sched.results <- &jobResult{job: j, final: final, due: due, siteDown: siteDown}
+	srv.sched.report(&jobResult{job: j, final: final, due: due, siteDown: siteDown})
 }
 
 // closeRound ends a message's round (the caller holds its lock): it returns
@@ -143,7 +150,7 @@ func (srv *Server) finishRound(e *entry, _ []int) {
 	if err != nil {
 		srv.log.Error("rescheduling failed", "id", m.ID, "err", err)
 	}
-	srv.sched.results <- &jobResult{job: &job{e: e}, final: true, due: due}
+	srv.sched.report(&jobResult{job: &job{e: e}, final: true, due: due})
 }
 
 // bodyUnreadable handles a body that fails its checksum or is gone: the
@@ -159,7 +166,7 @@ func (srv *Server) bodyUnreadable(j *job, err error) {
 	j.e.jobs--
 	final := j.e.jobs <= 0
 	m.Unlock()
-	srv.sched.results <- &jobResult{job: j, final: final}
+	srv.sched.report(&jobResult{job: j, final: final})
 }
 
 // envelopeFrom is the return path used on the wire.

@@ -32,6 +32,7 @@ type scheduler struct {
 	inHand    atomic.Int64 // active messages plus reservations
 
 	incoming   chan *queue.Message
+	done       chan struct{} // closed when run returns
 	results    chan *jobResult
 	routed     chan *routeResult
 	workerDone chan *worker
@@ -111,6 +112,7 @@ func newScheduler(srv *Server, maxActive int) *scheduler {
 		srv: srv, store: srv.store, clk: srv.clk, log: srv.log,
 		maxActive:  maxActive,
 		incoming:   make(chan *queue.Message, maxActive),
+		done:       make(chan struct{}),
 		results:    make(chan *jobResult, 1024),
 		routed:     make(chan *routeResult, 256),
 		workerDone: make(chan *worker, 256),
@@ -162,6 +164,7 @@ func (s *scheduler) do(ctx context.Context, f func()) error {
 }
 
 func (s *scheduler) run(ctx context.Context) {
+	defer close(s.done)
 	defer s.srv.recoverPanic("scheduler")
 	s.wakeTimer = time.NewTimer(time.Hour)
 	s.wakeTimer.Stop()
@@ -191,8 +194,7 @@ func (s *scheduler) run(ctx context.Context) {
 		case <-full.C:
 			s.scanNeeded = true
 		case <-ctx.Done():
-			s.stopping = true
-			s.shutdown()
+			s.stop()
 			return
 		}
 	}
@@ -271,11 +273,11 @@ func (s *scheduler) scan() {
 	if len(leased) > 0 {
 		// The lease only has to reach the disk eventually: until it does,
 		// the scan skips these ids because they are active.
-		go func() {
+		s.srv.async("save leases", func() {
 			if err := s.store.SaveMany(leased); err != nil {
 				s.log.Error("saving leases failed", "err", err)
 			}
-		}()
+		})
 	}
 }
 
@@ -297,11 +299,11 @@ func (s *scheduler) park(m *queue.Message, rule queue.HoldRule) {
 	m.Held, m.Leased = true, false
 	m.Unlock()
 	s.srv.emitMessage(m, "held", "hold rule "+rule.ID)
-	go func() {
+	s.srv.async("park", func() {
 		if err := s.store.Save(m); err != nil {
 			s.log.Error("parking a held message failed", "id", m.ID, "err", err)
 		}
-	}()
+	})
 }
 
 // dispatch splits the recipients due now by domain, one job per domain.
@@ -326,7 +328,7 @@ func (s *scheduler) dispatch(e *entry) {
 	m.Unlock()
 	if len(order) == 0 {
 		// Woken before any recipient is due: put it back in the index.
-		go s.srv.finishRound(e, nil)
+		s.srv.async("reschedule", func() { s.srv.finishRound(e, nil) })
 		return
 	}
 	for _, d := range order {
@@ -338,7 +340,8 @@ func (s *scheduler) routeJob(j *job) {
 	now := s.clk.Now()
 	if cr, ok := s.routes[j.domain]; ok && now.Before(cr.expires) {
 		if cr.fail != nil {
-			go s.srv.completeJob(j, uniform(len(j.rcpts), *cr.fail), ConnInfo{}, nil)
+			fail := *cr.fail
+			s.srv.async("record failure", func() { s.srv.completeJob(j, uniform(len(j.rcpts), fail), ConnInfo{}, nil) })
 			return
 		}
 		s.enqueueJob(cr.dest, j)
@@ -348,13 +351,15 @@ func (s *scheduler) routeJob(j *job) {
 	s.waiting[j.domain] = append(s.waiting[j.domain], j)
 	if first {
 		domain := j.domain
-		go func() {
-			defer s.srv.recoverPanic("route lookup")
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		s.srv.async("route lookup", func() {
+			ctx, cancel := context.WithTimeout(s.srv.ctx, 2*time.Minute)
 			defer cancel()
 			dest, ttl, fail := s.srv.router.route(ctx, domain)
-			s.routed <- &routeResult{domain: domain, dest: dest, ttl: ttl, fail: fail}
-		}()
+			select {
+			case s.routed <- &routeResult{domain: domain, dest: dest, ttl: ttl, fail: fail}:
+			case <-s.done:
+			}
+		})
 	}
 }
 
@@ -370,7 +375,8 @@ func (s *scheduler) handleRouted(r *routeResult) {
 	delete(s.waiting, r.domain)
 	for _, j := range jobs {
 		if r.fail != nil {
-			go s.srv.completeJob(j, uniform(len(j.rcpts), *r.fail), ConnInfo{}, nil)
+			j, fail := j, *r.fail
+			s.srv.async("record failure", func() { s.srv.completeJob(j, uniform(len(j.rcpts), fail), ConnInfo{}, nil) })
 			continue
 		}
 		s.enqueueJob(r.dest, j)
@@ -419,10 +425,40 @@ func (s *scheduler) handleResult(r *jobResult) {
 	}
 }
 
-func (s *scheduler) shutdown() {
+// stop ends dispatching: no more scans or jobs, and every worker leaves
+// after its current transaction. Messages in hand keep their leases, so the
+// next start retries them first. It runs on the scheduler goroutine.
+func (s *scheduler) stop() {
+	if s.stopping {
+		return
+	}
+	s.stopping = true
 	for _, st := range s.sites {
 		close(st.quit)
 	}
+}
+
+// report hands a job's result to the scheduler, unless it has stopped.
+func (s *scheduler) report(r *jobResult) {
+	select {
+	case s.results <- r:
+	case <-s.done:
+	}
+}
+
+// workers returns the number of open outbound connections (scheduler
+// goroutine only).
+func (s *scheduler) workers() int { return s.conns }
+
+// async runs f on its own goroutine, counted so that shutdown waits for it
+// before closing the stores, and guarded against panics.
+func (srv *Server) async(what string, f func()) {
+	srv.inflight.Add(1)
+	go func() {
+		defer srv.inflight.Done()
+		defer srv.recoverPanic(what)
+		f()
+	}()
 }
 
 // recoverPanic logs and counts a panic in one of kiln's goroutines, so one bad

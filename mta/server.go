@@ -73,7 +73,8 @@ type Server struct {
 	listeners []net.Listener
 	admin     *http.Server
 	adminLn   net.Listener
-	wg        sync.WaitGroup
+	wg        sync.WaitGroup // the scheduler, maintenance and listeners
+	inflight  sync.WaitGroup // workers and other background work of the scheduler
 	closeOnce sync.Once
 }
 
@@ -272,12 +273,28 @@ func (srv *Server) Shutdown(grace time.Duration) error {
 				}
 			}(s)
 		}
+		// Meanwhile, stop dispatching and let each worker finish the
+		// transaction it is in, until the grace period ends.
+		srv.sched.do(ctx, srv.sched.stop)
+		for {
+			var open int
+			if srv.sched.do(ctx, func() { open = srv.sched.workers() }) != nil || open == 0 {
+				break
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(20 * time.Millisecond):
+				continue
+			}
+			break
+		}
 		wg.Wait()
 		if srv.admin != nil {
 			srv.admin.Shutdown(ctx)
 		}
-		srv.cancel() // stops the scheduler and the workers' transactions
+		srv.cancel() // aborts transactions still running, stops the scheduler
 		srv.wg.Wait()
+		srv.inflight.Wait()
 		err = srv.closeStores()
 		srv.log.Info("kiln stopped")
 	})
@@ -294,6 +311,7 @@ func (srv *Server) closeAll() {
 	}
 	srv.cancel()
 	srv.wg.Wait()
+	srv.inflight.Wait()
 	srv.closeStores()
 }
 
@@ -327,3 +345,13 @@ func (p slogPrinter) Printf(format string, v ...any) {
 	p.l.Warn(fmt.Sprintf(format, v...), "component", "smtp")
 }
 func (p slogPrinter) Println(v ...any) { p.l.Warn(fmt.Sprint(v...), "component", "smtp") }
+
+// SubmissionAddrs are the addresses the submission listeners are bound to
+// (useful when a configured port was 0).
+func (srv *Server) SubmissionAddrs() []string {
+	var out []string
+	for _, l := range srv.listeners {
+		out = append(out, l.Addr().String())
+	}
+	return out
+}

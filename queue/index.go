@@ -9,13 +9,15 @@ import (
 	"github.com/dgraph-io/badger/v4"
 )
 
-// Due returns up to limit messages whose schedule key is at or before now,
-// earliest first, skipping ids for which skip returns true (the scheduler's
-// messages in flight). It walks the schedule index, never the whole queue.
+// Due returns up to limit messages whose schedule key lies between from and
+// now, earliest first, skipping ids for which skip returns true (the
+// scheduler's messages in flight). It walks the schedule index, never the
+// whole queue; from lets the caller start past the part of the index it has
+// already taken, where deleted keys pile up until compaction removes them.
 // Index keys that no longer match their record (left by a crash between two
 // commits) are removed on the way; a record that fails its checks is
 // quarantined.
-func (s *Store) Due(now time.Time, limit int, skip func(id string) bool) ([]*Message, error) {
+func (s *Store) Due(from, now time.Time, limit int, skip func(id string) bool) ([]*Message, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
@@ -29,7 +31,7 @@ func (s *Store) Due(now time.Time, limit int, skip func(id string) bool) ([]*Mes
 	err := s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixSched})
 		defer it.Close()
-		for it.Seek(prefixSched); it.ValidForPrefix(prefixSched) && len(out) < limit; it.Next() {
+		for it.Seek(schedKey(from, "")); it.ValidForPrefix(prefixSched) && len(out) < limit; it.Next() {
 			k := it.Item().Key()
 			if bytes.Compare(k, end) > 0 {
 				break
@@ -84,15 +86,15 @@ func (s *Store) Due(now time.Time, limit int, skip func(id string) bool) ([]*Mes
 	return out, err
 }
 
-// NextDue returns the earliest due time in the schedule index, and false when
-// the index is empty.
-func (s *Store) NextDue() (time.Time, bool) {
+// NextDue returns the earliest due time at or after from in the schedule
+// index, and false when there is none.
+func (s *Store) NextDue(from time.Time) (time.Time, bool) {
 	var due time.Time
 	found := false
 	s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixSched})
 		defer it.Close()
-		it.Seek(prefixSched)
+		it.Seek(schedKey(from, ""))
 		if it.ValidForPrefix(prefixSched) {
 			due, _, found = parseSchedKey(it.Item().Key())
 		}

@@ -381,3 +381,25 @@ func trimNL(s string) string {
 	}
 	return s
 }
+
+// QuarantineMessage sets a message aside whose body cannot be read, with the
+// reason, removes it from the schedule and frees its spool space.
+func (s *Store) QuarantineMessage(m *Message, reason error) error {
+	m.mu.Lock()
+	ref, due, held, deleted := m.Body, m.idxDue, m.idxHeld, m.deleted
+	m.deleted = true
+	m.mu.Unlock()
+	if deleted {
+		return nil
+	}
+	if err := s.quarantineWait(m.ID, reason); err != nil {
+		return err
+	}
+	if !held && !due.IsZero() {
+		s.deleteKeysAsync([][]byte{schedKey(due, m.ID)})
+	}
+	if ref.Seg != 0 {
+		s.sp.unref(ref)
+	}
+	return nil
+}

@@ -97,7 +97,7 @@ func TestEnqueueStoresEnvelopeAndBody(t *testing.T) {
 	if err != nil || !bytes.Equal(b, body) {
 		t.Fatalf("body = %q, %v", b, err)
 	}
-	due, err := e.s.Due(t0, 10, nil)
+	due, err := e.s.Due(time.Time{}, t0, 10, nil)
 	if err != nil || len(due) != 1 || due[0].ID != m.ID {
 		t.Fatalf("due = %v, %v", due, err)
 	}
@@ -176,7 +176,7 @@ func TestLeaseSaveAndRecovery(t *testing.T) {
 	if err := e.s.Save(m); err != nil {
 		t.Fatal(err)
 	}
-	if due, _ := e.s.Due(t0.Add(time.Minute), 10, nil); len(due) != 0 {
+	if due, _ := e.s.Due(time.Time{}, t0.Add(time.Minute), 10, nil); len(due) != 0 {
 		t.Fatalf("leased message is due: %v", due)
 	}
 	// Crash (no clean finish of the attempt): reopen; the lease is turned
@@ -186,7 +186,7 @@ func TestLeaseSaveAndRecovery(t *testing.T) {
 	if rep := e.s.Recovered(); rep.Messages != 1 || rep.Leased != 1 {
 		t.Fatalf("recovery = %+v", rep)
 	}
-	due, err := e.s.Due(e.clk.Now(), 10, nil)
+	due, err := e.s.Due(time.Time{}, e.clk.Now(), 10, nil)
 	if err != nil || len(due) != 1 || due[0].Leased {
 		t.Fatalf("after recovery due = %+v, %v", due, err)
 	}
@@ -197,10 +197,10 @@ func TestLeaseSaveAndRecovery(t *testing.T) {
 	if err := e.s.Save(d); err != nil {
 		t.Fatal(err)
 	}
-	if due, _ := e.s.Due(e.clk.Now(), 10, nil); len(due) != 0 {
+	if due, _ := e.s.Due(time.Time{}, e.clk.Now(), 10, nil); len(due) != 0 {
 		t.Fatalf("deferred message due early")
 	}
-	if due, _ := e.s.Due(e.clk.Now().Add(10*time.Minute), 10, nil); len(due) != 1 {
+	if due, _ := e.s.Due(time.Time{}, e.clk.Now().Add(10*time.Minute), 10, nil); len(due) != 1 {
 		t.Fatalf("deferred message not due at its time")
 	}
 }
@@ -236,7 +236,7 @@ func TestDeleteFreesSpool(t *testing.T) {
 	if _, err := e.s.Get(ms[0].ID); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("deleted message still there: %v", err)
 	}
-	if due, _ := e.s.Due(t0.Add(time.Hour), 100, nil); len(due) != 0 {
+	if due, _ := e.s.Due(time.Time{}, t0.Add(time.Hour), 100, nil); len(due) != 0 {
 		t.Fatalf("deleted messages still due: %d", len(due))
 	}
 	// A Save after the Delete must not bring the record back.
@@ -278,7 +278,7 @@ func TestCorruptRecordIsQuarantined(t *testing.T) {
 	if err != nil || len(q) != 1 || q[0].ID != bad.ID || q[0].Reason == "" {
 		t.Fatalf("quarantine = %+v, %v", q, err)
 	}
-	due, _ := e.s.Due(t0, 10, nil)
+	due, _ := e.s.Due(time.Time{}, t0, 10, nil)
 	if len(due) != 1 || due[0].ID != good.ID {
 		t.Fatalf("due after quarantine = %v", due)
 	}
@@ -351,7 +351,7 @@ func TestHoldRules(t *testing.T) {
 	if err := e.s.Save(m); err != nil {
 		t.Fatal(err)
 	}
-	if due, _ := e.s.Due(t0.Add(time.Hour), 10, nil); len(due) != 0 {
+	if due, _ := e.s.Due(time.Time{}, t0.Add(time.Hour), 10, nil); len(due) != 0 {
 		t.Fatal("held message is due")
 	}
 	if ids, _ := e.s.HeldIDs(); len(ids) != 1 || ids[0] != m.ID {
