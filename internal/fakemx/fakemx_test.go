@@ -15,6 +15,8 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+
+	"kiln/internal/smtpsink"
 )
 
 // talk is a minimal client for checking the wire exactly.
@@ -505,7 +507,7 @@ func TestGlob(t *testing.T) {
 		{"*a*a*a*b", strings.Repeat("a", 40), false},
 		{"x*", "y", false},
 	} {
-		if got := match(tc.p, tc.s); got != tc.ok {
+		if got := smtpsink.Match(tc.p, tc.s); got != tc.ok {
 			t.Errorf("match(%q, %q) = %v", tc.p, tc.s, got)
 		}
 	}

@@ -1,4 +1,4 @@
-package fakemx
+package smtpsink
 
 import (
 	"crypto/ecdsa"
@@ -26,7 +26,7 @@ func selfSigned(names []string, ips []net.IP) (tls.Certificate, *x509.Certificat
 	now := time.Now()
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: names[0], Organization: []string{"kiln fake MX"}},
+		Subject:               pkix.Name{CommonName: names[0], Organization: []string{"kiln sink"}},
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.Add(24 * time.Hour),
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
