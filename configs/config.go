@@ -6,6 +6,7 @@ package configs
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -15,7 +16,9 @@ import (
 
 	"github.com/pelletier/go-toml/v2"
 
+	"kiln/dkim"
 	"kiln/internal/keyerr"
+	"kiln/warmup"
 )
 
 // Config is the whole configuration. Section types owned by other packages are
@@ -36,6 +39,14 @@ type Config struct {
 	Log        Log        `toml:"log"`
 	Routes     []Route    `toml:"route"`
 	Accounts   []Account  `toml:"account"`
+
+	// DKIM keys ([[dkim]]) and signing options ([signing]).
+	DKIM    []dkim.KeyConfig   `toml:"dkim"`
+	Signing dkim.SigningConfig `toml:"signing"`
+
+	// Egress addresses, pools, warm-up and shaping: [[egress]], [[pool]],
+	// [warmup], [[provider]], [[shaping]].
+	warmup.Config
 
 	// File is the path the config was read from, "" for the embedded defaults.
 	File string `toml:"-"`
@@ -158,6 +169,18 @@ type Account struct {
 	// BounceNotices sends an RFC 3464 notice to the envelope sender when a
 	// recipient fails permanently.
 	BounceNotices *bool `toml:"bounce_notices"`
+	// Pool is the [[pool]] (or a single [[egress]] by name) the account's
+	// mail leaves through; empty: every configured egress, or the
+	// system's default source address when there is none.
+	Pool string `toml:"pool"`
+	// DKIMDomain is the account's own signing domain, used when no key
+	// aligns with a message's From domain and DKIMUnaligned says so.
+	DKIMDomain string `toml:"dkim_domain"`
+	// DKIMUnaligned says what to do with a message whose From domain no
+	// [[dkim]] key aligns with: "default_domain" (sign with dkim_domain),
+	// "refuse" (550 5.7.1 at submission), or "unsigned" (send it unsigned
+	// with a warning event).
+	DKIMUnaligned string `toml:"dkim_unaligned"`
 }
 
 // Notices reports whether bounce notices are on (the default).
@@ -262,6 +285,9 @@ func Parse(name string, data []byte) (*Config, error) {
 	if err := c.Validate(); err != nil {
 		return nil, placeErrors(name, data, err)
 	}
+	if err := c.checkFiles(); err != nil {
+		return nil, placeErrors(name, data, err)
+	}
 	return c, nil
 }
 
@@ -309,6 +335,22 @@ func unjoin(err error) []error {
 		return all
 	}
 	return []error{err}
+}
+
+// checkFiles opens the files the config names (DKIM keys, the TLS
+// certificate), so that a missing or wrong file stops kiln at start with the
+// key that names it, not at the first message.
+func (c *Config) checkFiles() error {
+	var errs []error
+	if _, err := dkim.NewSigner(c.DKIM, c.Signing); err != nil {
+		errs = append(errs, unjoin(err)...)
+	}
+	if c.Submission.TLSCert != "" {
+		if _, err := tls.LoadX509KeyPair(c.Submission.TLSCert, c.Submission.TLSKey); err != nil {
+			errs = append(errs, keyerr.New("submission.tls_cert", "%s / %s: %v", c.Submission.TLSCert, c.Submission.TLSKey, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Trusted reports whether a client address is in the trusted networks.

@@ -1,6 +1,7 @@
 package configs
 
 import (
+	"encoding"
 	"errors"
 	"os"
 	"reflect"
@@ -32,12 +33,14 @@ func TestExampleDocumentsEveryKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, key := range tomlKeys(reflect.TypeOf(Config{})) {
-		re := regexp.MustCompile(`(?m)^#?\s*` + regexp.QuoteMeta(key) + `\s*=`)
+		re := regexp.MustCompile(`(?m)(^#?\s*|[{,]\s*)` + regexp.QuoteMeta(key) + `\s*=`)
 		if !re.Match(doc) {
 			t.Errorf("kiln.toml does not document key %q", key)
 		}
 	}
 }
+
+var textUnmarshaler = reflect.TypeOf((*encoding.TextUnmarshaler)(nil)).Elem()
 
 func tomlKeys(t reflect.Type) []string {
 	var keys []string
@@ -55,7 +58,7 @@ func tomlKeys(t reflect.Type) []string {
 			keys = append(keys, tomlKeys(ft)...)
 			continue
 		}
-		if ft.Kind() == reflect.Struct && ft.PkgPath() == t.PkgPath() && !strings.HasPrefix(ft.Name(), "Prefix") {
+		if ft.Kind() == reflect.Struct && strings.HasPrefix(ft.PkgPath(), "kiln/") && !reflect.PointerTo(ft).Implements(textUnmarshaler) {
 			keys = append(keys, tomlKeys(ft)...)
 			continue
 		}
@@ -184,4 +187,20 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("error does not name the file: %v", err)
 		}
 	})
+}
+
+func TestMissingKeyFileNamed(t *testing.T) {
+	doc := "[[dkim]]\ndomain = \"example.com\"\nselector = \"s1\"\nkey = \"/nonexistent/s1.pem\"\n"
+	_, err := Parse("f.toml", []byte(doc))
+	if err == nil || !strings.Contains(err.Error(), "f.toml:4: dkim[0].key") || !strings.Contains(err.Error(), "/nonexistent/s1.pem") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestAccountPoolAndDKIMChecked(t *testing.T) {
+	doc := "[[account]]\nname = \"a\"\npassword_hash = \"$2a$10$C6UzMDM.H6dfI/f/IKcEeO5Ca6ViI5C2QSBEzAV1u/iNu.HpLgxJ2\"\nsender_domains = [\"a.example\"]\npool = \"nope\"\ndkim_unaligned = \"default_domain\"\n"
+	_, err := Parse("f.toml", []byte(doc))
+	if err == nil || !strings.Contains(err.Error(), "f.toml:5: account[0].pool") || !strings.Contains(err.Error(), "account[0].dkim_domain") {
+		t.Fatalf("got %v", err)
+	}
 }

@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"kiln/dkim"
 	"kiln/internal/keyerr"
 )
 
@@ -110,6 +111,28 @@ func (c *Config) Validate() error {
 		}
 	}
 
+	errs = append(errs, unjoin(dkim.ValidateKeys(c.DKIM))...)
+	if err := c.Signing.Validate(); err != nil {
+		for _, e := range unjoin(err) {
+			errs = append(errs, keyerr.Under("signing", e))
+		}
+	}
+	if err := c.Signing.CheckMaxAge(c.Queue.MaxAge.D()); err != nil {
+		errs = append(errs, keyerr.Under("signing", err))
+	}
+	errs = append(errs, unjoin(c.Config.Validate())...)
+	pools := map[string]bool{}
+	for _, p := range c.Pool {
+		pools[p.Name] = true
+	}
+	for _, e := range c.Egress {
+		pools[e.Name] = true
+	}
+	dkimDomains := map[string]bool{}
+	for _, k := range c.DKIM {
+		dkimDomains[strings.ToLower(k.Domain)] = true
+	}
+
 	seenAccount := map[string]int{}
 	for i, a := range c.Accounts {
 		key := fmt.Sprintf("account[%d]", i)
@@ -129,6 +152,21 @@ func (c *Config) Validate() error {
 			if !validDomain(dom) {
 				add(fmt.Sprintf("%s.sender_domains[%d]", key, j), "%q is not a domain", dom)
 			}
+		}
+		if a.Pool != "" && !pools[a.Pool] {
+			add(key+".pool", "%q is neither a [[pool]] nor an [[egress]]", a.Pool)
+		}
+		switch a.DKIMUnaligned {
+		case "", "unsigned", "refuse":
+		case "default_domain":
+			if a.DKIMDomain == "" {
+				add(key+".dkim_domain", "dkim_unaligned = \"default_domain\" needs dkim_domain")
+			}
+		default:
+			add(key+".dkim_unaligned", "must be default_domain, refuse or unsigned, not %q", a.DKIMUnaligned)
+		}
+		if a.DKIMDomain != "" && !dkimDomains[strings.ToLower(a.DKIMDomain)] {
+			add(key+".dkim_domain", "no [[dkim]] key is configured for %q", a.DKIMDomain)
 		}
 	}
 	return errors.Join(errs...)
