@@ -72,38 +72,51 @@ func (r Rule) Validate() error {
 	switch r.Stage {
 	case StageConnect, StageMail, StageRcpt, StageData:
 	default:
-		return fmt.Errorf("stage %q: want connect, mail, rcpt or data", r.Stage)
+		return fieldErrorf("stage", "stage %q: want connect, mail, rcpt or data", r.Stage)
 	}
 	if err := validReply(r.Code, r.Enhanced, r.Text); err != nil {
 		return err
 	}
-	if r.Delay < 0 || r.Times < 0 || r.DropAfter < 0 {
-		return fmt.Errorf("delay, times and drop_after must not be negative")
-	}
-	if r.DropAfter > 0 && r.Stage != StageData {
-		return fmt.Errorf("drop_after is for the data stage only")
-	}
-	if r.Share < 0 || r.Share > 1 {
-		return fmt.Errorf("share %v: want a fraction from 0 to 1", r.Share)
+	switch {
+	case r.Delay < 0:
+		return fieldErrorf("delay", "delay must not be negative")
+	case r.Times < 0:
+		return fieldErrorf("times", "times must not be negative")
+	case r.DropAfter < 0:
+		return fieldErrorf("drop_after", "drop_after must not be negative")
+	case r.DropAfter > 0 && r.Stage != StageData:
+		return fieldErrorf("drop_after", "drop_after is for the data stage only")
+	case r.Share < 0 || r.Share > 1:
+		return fieldErrorf("share", "share %v: want a fraction from 0 to 1", r.Share)
 	}
 	return nil
+}
+
+// fieldError is a validation error that names the field at fault, so a
+// rules file can report the key and its line.
+type fieldError struct{ field, msg string }
+
+func (e *fieldError) Error() string { return e.msg }
+
+func fieldErrorf(field, format string, a ...any) error {
+	return &fieldError{field, fmt.Sprintf(format, a...)}
 }
 
 // validReply checks a scripted reply's code, enhanced code and text.
 func validReply(code int, enhanced, text string) error {
 	if code != 0 && (code < 200 || code > 599) {
-		return fmt.Errorf("code %d: want 200 to 599", code)
+		return fieldErrorf("code", "code %d: want 200 to 599", code)
 	}
 	if enhanced != "" {
 		if !validStatus(enhanced) {
-			return fmt.Errorf("enhanced %q: want an RFC 3463 status such as 5.1.1", enhanced)
+			return fieldErrorf("enhanced", "enhanced %q: want an RFC 3463 status such as 5.1.1", enhanced)
 		}
 		if code != 0 && enhanced[0]-'0' != byte(code/100) {
-			return fmt.Errorf("enhanced %q does not match code %d", enhanced, code)
+			return fieldErrorf("enhanced", "enhanced %q does not match code %d", enhanced, code)
 		}
 	}
 	if strings.ContainsAny(text, "\r\n") {
-		return fmt.Errorf("text must be one line")
+		return fieldErrorf("text", "text must be one line")
 	}
 	return nil
 }

@@ -1,7 +1,6 @@
 package smtpsink
 
 import (
-	"fmt"
 	"sort"
 	"strings"
 	"time"
@@ -34,15 +33,15 @@ type Throttle struct {
 // Validate reports the first problem with t, naming the field.
 func (t Throttle) Validate() error {
 	if t.PerHour < 0 {
-		return fmt.Errorf("per_hour must not be negative")
+		return fieldErrorf("per_hour", "per_hour must not be negative")
 	}
 	switch t.Stage {
 	case "", StageConnect, StageMail, StageRcpt, StageData:
 	default:
-		return fmt.Errorf("stage %q: want connect, mail, rcpt or data", t.Stage)
+		return fieldErrorf("stage", "stage %q: want connect, mail, rcpt or data", t.Stage)
 	}
 	if t.Code/100 != 4 && t.Code/100 != 5 {
-		return fmt.Errorf("code %d: a throttle refuses, want 4xx or 5xx", t.Code)
+		return fieldErrorf("code", "code %d: a throttle refuses, want 4xx or 5xx", t.Code)
 	}
 	return validReply(t.Code, t.Enhanced, t.Text)
 }
