@@ -200,14 +200,14 @@ func (c *Classifier) bounceFor(m *dsn.Message, rc dsn.Recipient) Bounce {
 	// failure was temporary.
 	r.Temporary = rc.Action == "delayed" || strings.HasPrefix(enhanced, "4.")
 
-	d, textual := c.classify(r, final)
+	d, textual := c.classify(r, final, true)
 	if !textual {
 		// The diagnostic alone said nothing a rule knows: read the
 		// report's words about this recipient too.
 		if context != "" && context != strings.TrimSpace(diag) {
 			r2 := r
 			r2.Line = diag + " " + context
-			if d2, ok := c.classify(r2, final); ok {
+			if d2, ok := c.classify(r2, final, true); ok {
 				d = d2
 			}
 		}

@@ -136,7 +136,7 @@ func NewClassifier(cfg ClassifyConfig) (*Classifier, error) {
 // A temporary reply (4xx, or Code 0 with Temporary) is never Hard and its
 // Action is retry: the remote itself said trying again could work.
 func (c *Classifier) Classify(r Reply) Decision {
-	d, _ := c.classify(r, false)
+	d, _ := c.classify(r, false, false)
 	return d
 }
 
@@ -146,15 +146,17 @@ func (c *Classifier) Classify(r Reply) Decision {
 // temporary reply nobody explains is "expired", and an address reason is hard
 // even when the last reply was a 4xx.
 func (c *Classifier) ClassifyFinal(r Reply) Decision {
-	d, _ := c.classify(r, true)
+	d, _ := c.classify(r, true, false)
 	return d
 }
 
 var lowerPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
-// classify returns the decision and whether a rule that reads the words
-// decided it (as opposed to a code-only fallback).
-func (c *Classifier) classify(r Reply, final bool) (Decision, bool) {
+// classify returns the decision and, when known is set, whether the reply's
+// words are known to the rules: a rule that reads words (or the stage they
+// name) holds, even if a status rule before it decided. The bounce parser
+// reads more of a report only when they are not.
+func (c *Classifier) classify(r Reply, final, known bool) (Decision, bool) {
 	st, stOK := parseStatus(r.Enhanced)
 	var permanent, success bool
 	switch {
@@ -176,7 +178,11 @@ func (c *Classifier) classify(r Reply, final bool) (Decision, bool) {
 		}
 	}()
 
+	var first *rule
 	for _, ru := range c.rules {
+		if first != nil && !ru.textual {
+			continue
+		}
 		if ru.final >= 0 && (ru.final == 1) != final {
 			continue
 		}
@@ -198,7 +204,15 @@ func (c *Classifier) classify(r Reply, final bool) (Decision, bool) {
 		if !ru.textMatches(text) {
 			continue
 		}
-		return c.decide(ru.reason, ru.name, r, stOK, permanent, success, final, ru), ru.textual
+		if first == nil {
+			first = ru
+		}
+		if ru.textual || !known {
+			return c.decide(first.reason, first.name, r, stOK, permanent, success, final, first), ru.textual
+		}
+	}
+	if first != nil {
+		return c.decide(first.reason, first.name, r, stOK, permanent, success, final, first), false
 	}
 	return c.decide("undefined", "no-rule", r, stOK, permanent, success, final, nil), false
 }

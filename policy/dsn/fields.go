@@ -94,12 +94,25 @@ func parseDSNFields(body []byte) *dsnFields {
 	d := &dsnFields{}
 	for _, block := range splitFieldBlocks(body) {
 		var r *dsnRecipient
+		var early []field // recipient fields written before the recipient (Exim puts Action first)
+		apply := func(f field) {
+			switch f.name {
+			case "action":
+				r.action = strings.ToLower(firstWord(f.value))
+			case "status":
+				r.status = statusValue(f.value)
+			case "remote-mta":
+				r.remoteMTA = typedValue(f.value)
+			case "diagnostic-code":
+				r.diagType, r.diagnostic = splitTyped(f.value)
+			}
+		}
 		for _, f := range block {
 			switch f.name {
 			case "final-recipient", "original-recipient", "x-actual-recipient":
-				// A second recipient field of a kind already seen
-				// starts a new recipient: some MTAs leave out the
-				// blank line between groups.
+				// A recipient field of a kind the current recipient
+				// already has starts the next recipient: some MTAs
+				// leave out the blank line between groups.
 				if r != nil && ((f.name == "final-recipient" && r.final != "") ||
 					(f.name == "original-recipient" && r.original != "") ||
 					(f.name == "x-actual-recipient" && r.actual != "")) {
@@ -108,6 +121,10 @@ func parseDSNFields(body []byte) *dsnFields {
 				}
 				if r == nil {
 					r = &dsnRecipient{}
+					for _, e := range early {
+						apply(e)
+					}
+					early = nil
 				}
 				addr := addressValue(f.value)
 				switch f.name {
@@ -121,23 +138,15 @@ func parseDSNFields(body []byte) *dsnFields {
 			case "reporting-mta":
 				d.reportingMTA = typedValue(f.value)
 			}
-		}
-		if r == nil {
-			continue
-		}
-		for _, f := range block {
-			switch f.name {
-			case "action":
-				r.action = strings.ToLower(firstWord(f.value))
-			case "status":
-				r.status = statusValue(f.value)
-			case "remote-mta":
-				r.remoteMTA = typedValue(f.value)
-			case "diagnostic-code":
-				r.diagType, r.diagnostic = splitTyped(f.value)
+			if r == nil {
+				early = append(early, f)
+				continue
 			}
+			apply(f)
 		}
-		d.recipients = append(d.recipients, *r)
+		if r != nil {
+			d.recipients = append(d.recipients, *r)
+		}
 	}
 	return d
 }

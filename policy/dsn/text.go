@@ -18,7 +18,7 @@ import (
 // text reports ("------ This is a copy of the message, including all the
 // headers. ------", "--- Below this line is a copy of the message.",
 // "----- Original message -----", "Message headers follow.").
-var originalMarker = regexp.MustCompile(`(?im)^[ \t]*[-=*_#>]*[ \t]*(?:this is a copy of (?:the|your) message|below this line is a copy of the message|(?:a )?copy of (?:the|your) (?:original )?message(?: follows| is attached| below)?[.:]?|original message(?: follows| headers?| text)?[.:]?|the original message headers?(?: follows?| are)?[.:]?|returned message|message headers follow|below is a copy of the original message|(?:the )?headers? of the original message|undelivered message (?:follows|headers)|unsent message below|original mail|-+ ?original message ?-+|content of the original message|the header of the original message is following)[ \t]*[-=*_#]*[ \t]*\.?[ \t]*$`)
+var originalMarker = regexp.MustCompile(`(?im)^[ \t]*[-=*_#>]*[ \t]*(?:(?:this is a copy of (?:the|your) message|below this line is a copy of the message|(?:a )?copy of (?:the|your) (?:original |returned )?message (?:follows|is attached|below)|message headers follow|below is a copy of the original message|the header of the original message is following|original message (?:follows|headers?)|undelivered message (?:follows|headers)|unsent message (?:below|follows))[^\n]*|(?:original message|the original message headers?|returned message|(?:the )?headers? of the original message|original mail|content of the original message|-+ ?original message ?-+)[ \t]*[-=*_#]*[ \t]*[.:]?[ \t]*)$`)
 
 // headerStart matches a line that starts a header block of a returned
 // message quoted without a marker.
@@ -99,7 +99,9 @@ func htmlText(s string) string {
 
 // addrRE finds addresses in free text: dot-atom or quoted local parts
 // (RFC 5322 section 3.4.1), a domain with at least one dot.
-var addrRE = regexp.MustCompile(`(?i)(?:"[^"\s@]{1,64}"|[a-z0-9!#$%&'*+/=?^_{|}~-]+(?:\.+[a-z0-9!#$%&'*+/=?^_{|}~-]+)*)@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?`)
+// Letters and digits beyond ASCII are allowed for internationalized
+// addresses (RFC 6531, RFC 6532).
+var addrRE = regexp.MustCompile(`(?i)(?:"[^"\s@]{1,64}"|[\pL\pN!#$%&'*+/=?^_{|}~-]+(?:\.+[\pL\pN!#$%&'*+/=?^_{|}~-]+)*)@(?:[\pL\pN](?:[\pL\pN-]{0,61}[\pL\pN])?\.)+[\pL\pN](?:[\pL\pN-]{0,61}[\pL\pN])?`)
 
 func findAddresses(s string) []string {
 	var out []string
