@@ -125,6 +125,11 @@ func NewClassifier(cfg ClassifyConfig) (*Classifier, error) {
 	return c, nil
 }
 
+// Classify classifies a reply received during delivery with the embedded
+// rules (DefaultClassifier). The delivery engine should hold the Classifier
+// built from the config instead.
+func Classify(r Reply) Decision { return DefaultClassifier().Classify(r) }
+
 // Classify decides what a reply received during delivery means: the reason,
 // whether the address is condemned, what happens to the message for that
 // recipient, and what it says about the egress IP. The fields of r that
@@ -180,7 +185,7 @@ func (c *Classifier) classify(r Reply, final, known bool) (Decision, bool) {
 
 	var first *rule
 	for _, ru := range c.rules {
-		if first != nil && !ru.textual {
+		if first != nil && !ru.hasText {
 			continue
 		}
 		if ru.final >= 0 && (ru.final == 1) != final {
@@ -207,8 +212,8 @@ func (c *Classifier) classify(r Reply, final, known bool) (Decision, bool) {
 		if first == nil {
 			first = ru
 		}
-		if ru.textual || !known {
-			return c.decide(first.reason, first.name, r, stOK, permanent, success, final, first), ru.textual
+		if first.textual || ru.hasText || !known {
+			return c.decide(first.reason, first.name, r, stOK, permanent, success, final, first), first.textual || ru.hasText
 		}
 	}
 	if first != nil {
