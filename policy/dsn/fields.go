@@ -76,7 +76,7 @@ type dsnRecipient struct {
 
 func (r dsnRecipient) address() string {
 	for _, a := range []string{r.final, r.original, r.actual} {
-		if strings.Contains(a, "@") {
+		if validAddress(a) {
 			return a
 		}
 	}
@@ -173,10 +173,23 @@ func typedValue(v string) string {
 	return firstWord(rest)
 }
 
-// addressValue reads "rfc822; <a@b>" (RFC 3464 section 2.3.2) into "a@b".
+// validAddress reports whether a has a local part and a domain.
+func validAddress(a string) bool {
+	i := strings.LastIndexByte(a, '@')
+	return i > 0 && i < len(a)-1
+}
+
+// addressValue reads "rfc822; <a@b>" (RFC 3464 section 2.3.2) into "a@b",
+// keeping a quoted local part as written ("a..b"@example.com).
 func addressValue(v string) string {
 	_, rest := splitTyped(v)
 	rest = strings.TrimSpace(rest)
+	if i, j := strings.LastIndexByte(rest, '<'), strings.LastIndexByte(rest, '>'); i >= 0 && j > i {
+		rest = rest[i+1 : j]
+	}
+	if strings.HasPrefix(rest, `"`) && validAddress(rest) {
+		return rest
+	}
 	if a, err := mail.ParseAddress(rest); err == nil {
 		return a.Address
 	}
@@ -283,12 +296,20 @@ func (p *parser) finishDSN() {
 	shared := sharedText(m.Text, blocks)
 	for i, r := range p.dsn.recipients {
 		addr := addrs[i]
-		if !strings.Contains(addr, "@") {
-			// "rfc822; kijitora": complete it from X-Failed-Recipients.
+		if !validAddress(addr) {
+			// "rfc822; kijitora" or "rfc822; @host": complete it from
+			// X-Failed-Recipients, or take the one address the notice
+			// names when there is a single recipient.
+			local := strings.SplitN(addr, "@", 2)[0]
 			for _, f := range failed {
-				if strings.EqualFold(strings.SplitN(f, "@", 2)[0], addr) {
+				if local == "" || strings.EqualFold(strings.SplitN(f, "@", 2)[0], local) {
 					addr = f
 					break
+				}
+			}
+			if !validAddress(addr) && len(p.dsn.recipients) == 1 {
+				if cands := p.textCandidates(); len(cands) == 1 {
+					addr = cands[0]
 				}
 			}
 		}

@@ -261,16 +261,7 @@ func (p *parser) fromText() {
 		}
 	}
 	if len(addrs) == 0 {
-		for _, line := range strings.Split(text, "\n") {
-			if quotedHeader.MatchString(line) {
-				continue
-			}
-			for _, a := range findAddresses(line) {
-				if !containsFold(exclude, a) && !containsFold(addrs, a) && len(addrs) < maxRcpts {
-					addrs = append(addrs, a)
-				}
-			}
-		}
+		addrs = p.textCandidates()
 	}
 	if len(addrs) == 0 {
 		// The notice names nobody: the returned message's recipients.
@@ -349,6 +340,24 @@ func transcriptReply(text, addr string) string {
 		}
 	}
 	return strings.Join(out, " ")
+}
+
+// textCandidates lists the addresses the notice names that are not the
+// sender's, in order of appearance.
+func (p *parser) textCandidates() []string {
+	exclude := p.senderSide()
+	var addrs []string
+	for _, line := range strings.Split(p.msg.Text, "\n") {
+		if quotedHeader.MatchString(line) {
+			continue
+		}
+		for _, a := range findAddresses(line) {
+			if !containsFold(exclude, a) && !containsFold(addrs, a) && len(addrs) < maxRcpts {
+				addrs = append(addrs, a)
+			}
+		}
+	}
+	return addrs
 }
 
 // senderSide lists the addresses that are the sender's, not the failed
