@@ -216,6 +216,28 @@ func (c *Classifier) bounceFor(m *dsn.Message, rc dsn.Recipient) Bounce {
 	return b
 }
 
+// ParseQuotedReply reads a reply as a bounce report quotes it: like
+// ParseReply, but the code and status may sit inside the text ("host
+// mx.example.com said: 550 5.1.1 ...", "Remote Server returned '550 ...'"),
+// and a multi-line reply quoted on one line is joined.
+func ParseQuotedReply(command, text string) Reply {
+	r := ParseReply(command, text)
+	line := joinReplyLines(r.Line)
+	if r.Code != 0 && r.Enhanced != "" {
+		r.Line = line
+		return r
+	}
+	code, enhanced := replyCodes(line, "")
+	if r.Code == 0 {
+		r.Code = code
+	}
+	if r.Enhanced == "" && (r.Code == 0 || enhanced == "" || enhanced[0] == byte('0'+r.Code/100)) {
+		r.Enhanced = enhanced
+	}
+	r.Line = line
+	return r
+}
+
 // oneLine collapses whitespace and caps the length.
 func oneLine(s string, max int) string {
 	s = strings.Join(strings.Fields(s), " ")

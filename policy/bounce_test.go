@@ -337,7 +337,7 @@ func TestCorpusAccuracy(t *testing.T) {
 		rows++
 		// Reply lines are quoted from bounce reports: the last reply
 		// before delivery was given up.
-		d := c.ClassifyFinal(ParseReply(r.Command, r.Reply))
+		d := c.ClassifyFinal(ParseQuotedReply(r.Command, r.Reply))
 		if d.Reason == r.Reason {
 			reason++
 		}
@@ -362,5 +362,29 @@ func BenchmarkParseBounce(b *testing.B) {
 		if _, err := ParseBounce(raw); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestParseQuotedReply(t *testing.T) {
+	cases := []struct {
+		in       string
+		code     int
+		enhanced string
+	}{
+		{"550 5.1.1 <a@b.example>: user unknown", 550, "5.1.1"},
+		{"Remote Server returned '550 5.1.1 RESOLVER.ADR.RecipNotFound; not found'", 550, "5.1.1"},
+		{"host mx.example.com[192.0.2.1] said: 452 4.2.2 over quota", 452, "4.2.2"},
+		{"550-5.7.1 first part 550-5.7.1 second part 550 5.7.1 last part", 550, "5.7.1"},
+		{"Sorry, no mailbox here by that name. (#5.1.1)", 0, "5.1.1"},
+		{"retry timeout exceeded", 0, ""},
+	}
+	for _, tc := range cases {
+		r := ParseQuotedReply("", tc.in)
+		if r.Code != tc.code || r.Enhanced != tc.enhanced {
+			t.Errorf("%q: got %d %q, want %d %q", tc.in, r.Code, r.Enhanced, tc.code, tc.enhanced)
+		}
+	}
+	if r := ParseQuotedReply("", "550-5.7.1 first part 550-5.7.1 second part 550 5.7.1 last part"); r.Line != "550 5.7.1 first part second part last part" {
+		t.Errorf("joined line %q", r.Line)
 	}
 }

@@ -173,7 +173,7 @@ func classifyLines(in io.Reader, out io.Writer, c *policy.Classifier, final bool
 			o.ID = in.ID
 		}
 		if o.Error == "" {
-			r := policy.ParseReply(in.Command, in.Reply)
+			r := policy.ParseQuotedReply(in.Command, in.Reply)
 			r.Host = in.Host
 			if r.Host == "" {
 				r.Host = host
