@@ -246,7 +246,8 @@ type corpusRow struct {
 // TestCorpusAccuracy runs the whole development corpus and holds kiln to
 // the accuracy floor of issue 3: late bounces hardsoft >= 0.97, reason >=
 // 0.90, parsed >= 0.95; reply lines hardsoft >= 0.93, reason >= 0.75.
-// Matching follows the scorer: by recipient address, else by position.
+// A report row is matched to a bounce by recipient address, else by position
+// (a report may name a recipient differently, or not at all).
 func TestCorpusAccuracy(t *testing.T) {
 	manifest := filepath.Join(corpusDir, "dev.jsonl")
 	if _, err := os.Stat(manifest); err != nil {
