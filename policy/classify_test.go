@@ -159,6 +159,22 @@ func TestNoReply(t *testing.T) {
 	}
 }
 
+func TestHostScopedRule(t *testing.T) {
+	c := DefaultClassifier()
+	r := ParseReply("HELO", "421 4.7.0 Try again later, closing connection.")
+	r.Host = "gmail-smtp-in.l.google.com"
+	if d := c.Classify(r); d.Rule != "google-try-again-closing" || d.Reason != "blocked" || d.Signal != SignalRate {
+		t.Errorf("at Google: %+v", d)
+	}
+	r.Host = "mx.example.net"
+	if d := c.Classify(r); d.Rule == "google-try-again-closing" {
+		t.Errorf("elsewhere: %+v", d)
+	}
+	if !anyHost([]string{".google.com"}, "ASPMX.L.GOOGLE.COM.") || anyHost([]string{".google.com"}, "notgoogle.com") || !anyHost([]string{"google.com"}, "google.com") {
+		t.Error("anyHost")
+	}
+}
+
 func TestAddressMasked(t *testing.T) {
 	// A recipient whose local part reads like a reason must not decide it.
 	c := DefaultClassifier()
