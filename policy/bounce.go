@@ -187,9 +187,9 @@ func (c *Classifier) bounceFor(m *dsn.Message, rc dsn.Recipient) Bounce {
 
 	switch rc.Action {
 	case "delivered", "relayed", "expanded", "deliverable":
-		r.Code, r.Enhanced = 250, "2.0.0"
-		if st, ok := parseStatus(rc.Status); ok && st[0] == 2 {
-			r.Enhanced = rc.Status
+		r.Code = 250
+		if !strings.HasPrefix(r.Enhanced, "2.") {
+			r.Enhanced = "2.0.0"
 		}
 		d := c.decide("delivered", RuleDelivered, r, true, false, true, false, nil)
 		set(d)
