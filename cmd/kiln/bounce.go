@@ -24,11 +24,13 @@ func init() {
       "reason":"userunknown","hard":true,"action":"bounce","rule":"user-unknown",
       "diagnostic":"550 5.1.1 <a@example.com>: user unknown","remote_mta":"mx.example.com", ...}]}
 
-kind is dsn (RFC 3464), arf (RFC 5965 complaint), autoreply (RFC 3834: kiln
-ignores it), or text (an MTA's own non-standard format). reason uses the
-vocabulary of DESIGN.md; hard means the address itself is bad. With --headers
-the original message's header fields are printed too, as kiln's bounce
-listener reads them to find its own Message-ID and VERP token.
+kind is dsn (a delivery report), arf (a complaint, RFC 5965), autoreply (RFC
+3834: kiln ignores it) or unknown (not a report); format says how it was read:
+rfc3464, text (an MTA's own format), amazonses, arf, jmrp, rfc3834. reason
+uses the vocabulary of DESIGN.md; hard means the address itself is bad; rule
+names the rule that decided. With --headers the original message's header
+fields are printed too, as kiln's bounce listener reads them to find its own
+Message-ID and VERP token.
 
 At most 4 MiB of FILE is read; a report is never that long, and what follows
 is the returned message. FILE may be an mbox: the bounces of all its
