@@ -98,7 +98,7 @@ type Finding struct {
 // Source is an address kiln sends from, with the name it announces there.
 type Source struct {
 	// Name is the [[egress]] name; empty for an address given otherwise.
-	Name string `json:"name,omitempty"`
+	Name string     `json:"name,omitempty"`
 	Addr netip.Addr `json:"addr"`
 	// EHLO is the name kiln announces from Addr: the egress's ehlo, or
 	// kiln's hostname.
@@ -116,7 +116,10 @@ func (s Source) String() string {
 
 // Report is the readiness of one domain.
 type Report struct {
-	Domain   string    `json:"domain"`
+	Domain string `json:"domain"`
+	// Result is the worst severity of the findings (see Worst), set by
+	// Checker.Check.
+	Result   Severity  `json:"result"`
 	Sources  []Source  `json:"sources"`
 	Findings []Finding `json:"findings"`
 }
@@ -178,6 +181,7 @@ func (c *Checker) Check(ctx context.Context, domain string) *Report {
 	for _, p := range parts {
 		rep.Findings = append(rep.Findings, p...)
 	}
+	rep.Result = rep.Worst()
 	return rep
 }
 
