@@ -18,6 +18,10 @@ type account struct {
 	hash    []byte
 	domains []string
 	notices bool
+	pool    string
+	// What to do when no DKIM key aligns with a message's From domain.
+	dkimDomain    string
+	dkimUnaligned string
 }
 
 // accounts checks passwords. bcrypt is deliberately slow (tens of
@@ -39,7 +43,8 @@ func newAccounts(cfg []configs.Account) *accounts {
 	a := &accounts{byName: map[string]*account{}, ok: map[[32]byte]string{}}
 	rand.Read(a.key[:])
 	for _, c := range cfg {
-		a.byName[c.Name] = &account{name: c.Name, hash: []byte(c.PasswordHash), domains: c.SenderDomains, notices: c.Notices()}
+		a.byName[c.Name] = &account{name: c.Name, hash: []byte(c.PasswordHash), domains: c.SenderDomains, notices: c.Notices(),
+			pool: c.Pool, dkimDomain: c.DKIMDomain, dkimUnaligned: c.DKIMUnaligned}
 	}
 	return a
 }

@@ -27,6 +27,15 @@ func (srv *Server) sendNotice(m *queue.Message, failed []int) {
 		body = nil
 	}
 	data := srv.buildNotice(orig, failed, headerSection(body, 64<<10))
+	// Notices come From MAILER-DAEMON@hostname: sign them when a key
+	// aligns with kiln's own name, so they are not spam-foldered themselves.
+	if srv.signer != nil {
+		if _, ok := srv.signer.Aligned(srv.cfg.Hostname); ok {
+			if sig, err := srv.signer.Sign(data, srv.cfg.Hostname, srv.clk.Now()); err == nil {
+				data = append(sig, data...)
+			}
+		}
+	}
 	n := &queue.Message{
 		Kind:      queue.KindNotice,
 		Account:   orig.Account,

@@ -18,6 +18,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"kiln/configs"
+	"kiln/dkim"
 	"kiln/events"
 	"kiln/internal/clock"
 	"kiln/mta/resolve"
@@ -62,6 +63,7 @@ type Server struct {
 	router     *router
 	wire       Wire
 	classifier Classifier
+	signer     *dkim.Signer
 	sched      *scheduler
 
 	defaultEgress *Egress
@@ -101,6 +103,9 @@ func New(cfg *configs.Config, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("data_dir %s: %w", cfg.DataDir, err)
 	}
 	var err error
+	if srv.signer, err = dkim.NewSigner(cfg.DKIM, cfg.Signing); err != nil {
+		return nil, fmt.Errorf("dkim: %w", err)
+	}
 	srv.tlsConfig, err = serverTLS(cfg.Submission.TLSCert, cfg.Submission.TLSKey, cfg.Hostname)
 	if err != nil {
 		return nil, err
@@ -289,6 +294,11 @@ func (srv *Server) Shutdown(grace time.Duration) error {
 			break
 		}
 		wg.Wait()
+		// go-smtp registers a listener only once its Serve runs: close them
+		// ourselves in case Shutdown came first.
+		for _, l := range srv.listeners {
+			l.Close()
+		}
 		if srv.admin != nil {
 			srv.admin.Shutdown(ctx)
 		}
@@ -305,6 +315,9 @@ func (srv *Server) closeAll() {
 	srv.stopping.Store(true)
 	for _, s := range srv.smtpSrvs {
 		s.Close()
+	}
+	for _, l := range srv.listeners {
+		l.Close()
 	}
 	if srv.admin != nil {
 		srv.admin.Close()

@@ -15,6 +15,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"kiln/dkim"
 	"kiln/events"
 	"kiln/queue"
 )
@@ -288,8 +289,6 @@ func (srv *Server) accept(in *incoming) error {
 	now := srv.clk.Now()
 	id := srv.store.NewID()
 	var head bytes.Buffer
-	head.Grow(512)
-	srv.writeReceived(&head, in, id, now)
 	msgID := in.hdr.messageID
 	if msgID == "" {
 		msgID = "<" + id + "@" + srv.cfg.Hostname + ">"
@@ -298,8 +297,20 @@ func (srv *Server) accept(in *incoming) error {
 	if !in.hdr.hasDate {
 		head.WriteString("Date: " + now.Format(rfc5322Date) + "\r\n")
 	}
-	body := make([]byte, 0, head.Len()+len(in.data))
-	body = append(append(body, head.Bytes()...), in.data...)
+	// Sign once, here, before the 250: the signature covers the Message-ID
+	// and Date kiln may have added, and is stored with the message so no
+	// delivery attempt signs again. The Received field goes on top
+	// afterwards; it is not signed (trace fields change on every hop).
+	signed := make([]byte, 0, head.Len()+len(in.data))
+	signed = append(append(signed, head.Bytes()...), in.data...)
+	sig, unsigned, err := srv.sign(in, signed, now)
+	if err != nil {
+		return err
+	}
+	var trace bytes.Buffer
+	srv.writeReceived(&trace, in, id, now)
+	body := make([]byte, 0, len(sig)+trace.Len()+len(signed))
+	body = append(append(append(body, sig...), trace.Bytes()...), signed...)
 
 	m := &queue.Message{
 		ID:        id,
@@ -340,6 +351,7 @@ func (srv *Server) accept(in *incoming) error {
 	srv.bus.Emit(events.Event{
 		Time: now, Type: events.Received, ID: id, MessageID: msgID, Account: m.Account,
 		From: in.from, Client: m.Client, Size: int64(len(body)), Tags: in.tags, Metadata: in.metadata,
+		Detail: unsigned,
 	})
 	if reserved {
 		srv.sched.submit(m)
@@ -347,6 +359,56 @@ func (srv *Server) accept(in *incoming) error {
 		srv.sched.poke()
 	}
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: queued as " + id}
+}
+
+var errUnaligned = func(dom string) error {
+	return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
+		Message: "Message refused: no DKIM key is configured for the From domain " + dom + " or a parent of it"}
+}
+
+var errUnsignable = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
+	Message: "Message refused: its header cannot be signed safely (a line that is not a header field)"}
+
+// sign returns the DKIM-Signature fields for msg under the account's policy.
+// unsigned is a warning for the received event when the message goes out
+// without an aligned signature; a non-nil error is the SMTP refusal.
+func (srv *Server) sign(in *incoming, msg []byte, now time.Time) (sig []byte, unsigned string, err error) {
+	if srv.signer == nil || len(srv.cfg.DKIM) == 0 {
+		return nil, "", nil
+	}
+	dom, ferr := fromDomain(in.hdr.from[0])
+	if ferr != nil {
+		return nil, "", errBadFrom
+	}
+	if _, ok := srv.signer.Aligned(dom); ok {
+		sig, err = srv.signer.Sign(msg, dom, now)
+	} else {
+		policy := ""
+		if in.account != nil {
+			policy = in.account.dkimUnaligned
+		}
+		switch policy {
+		case "refuse":
+			return nil, "", errUnaligned(dom)
+		case "default_domain":
+			sig, err = srv.signer.SignAs(in.account.dkimDomain, msg, now)
+			unsigned = "DKIM: no key aligns with " + dom + "; signed as " + in.account.dkimDomain
+		default:
+			// Unsigned by the From domain; the operator's signature, if
+			// configured, still goes on.
+			sig, err = srv.signer.SignOperator(msg, now)
+			unsigned = "DKIM: no key aligns with " + dom + "; sent without an aligned signature"
+		}
+	}
+	var me *dkim.MessageError
+	if errors.As(err, &me) {
+		return nil, "", errUnsignable
+	}
+	if err != nil {
+		srv.log.Error("DKIM signing failed", "from_domain", dom, "err", err)
+		return nil, "", errQueueFailed
+	}
+	return sig, unsigned, nil
 }
 
 const rfc5322Date = "Mon, 02 Jan 2006 15:04:05 -0700"
