@@ -270,4 +270,3 @@ func summarize(list []string) string {
 	}
 	return fmt.Sprintf("%s +%d", list[0], len(list)-1)
 }
-
