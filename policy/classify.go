@@ -17,6 +17,16 @@ type Classifier struct {
 	rules    []*rule
 	reasons  map[string]reasonInfo
 	commands []commandHint
+	lits     *literalSet
+	scratch  sync.Pool // *scratch: the lower-cased reply and its literal bits
+}
+
+// scratch is the per-call working memory of classify, pooled so that
+// classifying allocates nothing.
+type scratch struct {
+	text  []byte
+	bits  []uint64 // literals present in text
+	rules []uint64 // rules that read a literal present in text
 }
 
 type reasonInfo struct {
@@ -122,6 +132,35 @@ func NewClassifier(cfg ClassifyConfig) (*Classifier, error) {
 		}
 		c.rules = append(c.rules, r)
 	}
+	c.lits = newLiteralSet()
+	for i, r := range c.rules {
+		ri := int32(i)
+		for _, m := range r.match {
+			id := c.lits.add(string(m))
+			r.matchIDs = append(r.matchIDs, id)
+			c.lits.use(id, ri)
+		}
+		for _, u := range r.unless {
+			r.unlessIDs = append(r.unlessIDs, c.lits.add(string(u)))
+		}
+		r.needIDs = make([][]int32, len(r.need))
+		r.gated = r.hasText
+		for j, need := range r.need {
+			if need == nil {
+				r.gated = false
+			}
+			for _, l := range need {
+				id := c.lits.add(string(l))
+				r.needIDs[j] = append(r.needIDs[j], id)
+				c.lits.use(id, ri)
+			}
+		}
+	}
+	c.lits.build()
+	words, ruleWords := c.lits.words(), (len(c.rules)+63)/64
+	c.scratch.New = func() any {
+		return &scratch{text: make([]byte, 0, 512), bits: make([]uint64, words), rules: make([]uint64, ruleWords)}
+	}
 	return c, nil
 }
 
@@ -155,8 +194,6 @@ func (c *Classifier) ClassifyFinal(r Reply) Decision {
 	return d
 }
 
-var lowerPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
-
 // classify returns the decision and, when known is set, whether the reply's
 // words are known to the rules: a rule that reads words (or the stage they
 // name) holds, even if a status rule before it decided. The bounce parser
@@ -174,17 +211,22 @@ func (c *Classifier) classify(r Reply, final, known bool) (Decision, bool) {
 	}
 	cmd := normCommand(r.Command)
 
-	bp := lowerPool.Get().(*[]byte)
-	text := appendLower((*bp)[:0], r.Line)
+	sc := c.scratch.Get().(*scratch)
+	text := appendLower(sc.text[:0], r.Line)
+	bits, present := sc.bits, sc.rules
+	c.lits.scan(text, bits, present)
 	defer func() {
 		if cap(text) <= 64<<10 {
-			*bp = text[:0]
-			lowerPool.Put(bp)
+			sc.text = text[:0]
+			c.scratch.Put(sc)
 		}
 	}()
 
 	var first *rule
-	for _, ru := range c.rules {
+	for i, ru := range c.rules {
+		if ru.gated && present[i>>6]&(1<<(i&63)) == 0 {
+			continue
+		}
 		if first != nil && !ru.hasText {
 			continue
 		}
@@ -206,7 +248,7 @@ func (c *Classifier) classify(r Reply, final, known bool) (Decision, bool) {
 		if len(ru.hosts) > 0 && !anyHost(ru.hosts, r.Host) {
 			continue
 		}
-		if !ru.textMatches(text) {
+		if !ru.textMatches(text, bits) {
 			continue
 		}
 		if first == nil {
@@ -222,25 +264,22 @@ func (c *Classifier) classify(r Reply, final, known bool) (Decision, bool) {
 	return c.decide("undefined", "no-rule", r, stOK, permanent, success, final, nil), false
 }
 
-func (ru *rule) textMatches(text []byte) bool {
-	for _, u := range ru.unless {
-		if bytes.Contains(text, u) {
-			return false
-		}
+func (ru *rule) textMatches(text []byte, bits []uint64) bool {
+	if hasAny(bits, ru.unlessIDs) {
+		return false
 	}
 	if !ru.hasText {
 		return true
 	}
-	for _, m := range ru.match {
-		if bytes.Contains(text, m) {
-			return true
-		}
+	if hasAny(bits, ru.matchIDs) {
+		return true
 	}
 	for i, re := range ru.pattern {
-		if need := ru.need[i]; need != nil && !containsAny(text, need) {
+		need := ru.needIDs[i]
+		if need != nil && !hasAny(bits, need) {
 			continue
 		}
-		if re.Match(text) {
+		if ru.literal[i] || re.Match(text) {
 			return true
 		}
 	}

@@ -347,3 +347,52 @@ func TestPrefilter(t *testing.T) {
 		}
 	}
 }
+
+func TestExpandPattern(t *testing.T) {
+	cases := map[string][]string{
+		`over ?quota`:              {"over quota", "overquota"},
+		`user (unknown|not found)`: {"user unknown", "user not found"},
+		`[0-9]+ days`:              nil, // an unbounded repetition: left to the regexp
+		`doesn.t`:                  nil, // any character
+		`\bspam\b`:                 nil, // word boundaries
+	}
+	for p, want := range cases {
+		got, ok := expandPattern(p)
+		if want == nil {
+			if ok {
+				t.Errorf("%s: expanded to %q", p, got)
+			}
+			continue
+		}
+		if !ok || len(got) != len(want) {
+			t.Errorf("%s: got %q %v, want %q", p, got, ok, want)
+			continue
+		}
+		for i := range got {
+			if string(got[i]) != want[i] {
+				t.Errorf("%s: got %q, want %q", p, got, want)
+			}
+		}
+	}
+}
+
+// TestLiteralSet checks the one-pass literal scan against bytes.Contains.
+func TestLiteralSet(t *testing.T) {
+	ls := newLiteralSet()
+	lits := []string{"he", "she", "his", "hers", "user unknown", "unknown", "a"}
+	for i, l := range lits {
+		ls.use(ls.add(l), int32(i))
+	}
+	ls.build()
+	for _, text := range []string{"ushers", "550 user unknown here", "", "nothing to see", "hishe"} {
+		bits := make([]uint64, ls.words())
+		rules := make([]uint64, 1)
+		ls.scan([]byte(text), bits, rules)
+		for i, l := range lits {
+			want := strings.Contains(text, l)
+			if has(bits, int32(i)) != want || has(rules, int32(i)) != want {
+				t.Errorf("%q in %q: got %v, want %v", l, text, has(bits, int32(i)), want)
+			}
+		}
+	}
+}

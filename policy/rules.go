@@ -297,7 +297,17 @@ type rule struct {
 	match     [][]byte // lower-case
 	pattern   []*regexp.Regexp
 	need      [][][]byte // per pattern: literals one of which any match contains (nil: none known)
+	literal   []bool     // per pattern: need lists every string the pattern matches
 	unless    [][]byte
+	// Ids of match, unless and prefilter literals in the classifier's
+	// literalSet, set by NewClassifier.
+	matchIDs  []int32
+	unlessIDs []int32
+	needIDs   [][]int32
+	// gated says the rule can only hold when one of its literals occurs
+	// (every pattern has a prefilter), so a reply in which none does skips
+	// it with one bit test.
+	gated bool
 	codes     []codePattern
 	status    []statusPattern
 	commands  []string
@@ -346,7 +356,15 @@ func compileRule(rc RuleConfig) (*rule, error) {
 			return nil, keyerr.New("pattern", "%q matches everything", p)
 		}
 		r.pattern = append(r.pattern, re)
-		r.need = append(r.need, prefilter(p))
+		if lits, ok := expandPattern(p); ok {
+			// A finite set of strings: finding one of them is the
+			// match, no regexp needs to run.
+			r.need = append(r.need, lits)
+			r.literal = append(r.literal, true)
+		} else {
+			r.need = append(r.need, prefilter(p))
+			r.literal = append(r.literal, false)
+		}
 	}
 	for _, u := range rc.Unless {
 		if u == "" {
@@ -450,6 +468,89 @@ func prefilter(p string) [][]byte {
 		out = append(out, []byte(l))
 	}
 	return out
+}
+
+// expandPattern returns every string a pattern matches when they are few
+// and the pattern has no anchors, word boundaries or open classes: such a
+// pattern is a list of literals in regexp clothing ("user (unknown|not
+// found)", "over ?quota").
+func expandPattern(p string) ([][]byte, bool) {
+	re, err := syntax.Parse(p, syntax.Perl)
+	if err != nil {
+		return nil, false
+	}
+	set, ok := expand(re.Simplify())
+	if !ok || len(set) == 0 {
+		return nil, false
+	}
+	out := make([][]byte, 0, len(set))
+	for _, s := range set {
+		if s == "" {
+			return nil, false
+		}
+		out = append(out, []byte(s))
+	}
+	return out, true
+}
+
+const maxExpansion = 64
+
+func expand(re *syntax.Regexp) ([]string, bool) {
+	switch re.Op {
+	case syntax.OpEmptyMatch:
+		return []string{""}, true
+	case syntax.OpLiteral:
+		if re.Flags&syntax.FoldCase != 0 {
+			return nil, false
+		}
+		return []string{string(re.Rune)}, true
+	case syntax.OpCharClass:
+		var out []string
+		for i := 0; i+1 < len(re.Rune); i += 2 {
+			for r := re.Rune[i]; r <= re.Rune[i+1]; r++ {
+				if len(out) >= 4 {
+					return nil, false
+				}
+				out = append(out, string(r))
+			}
+		}
+		return out, true
+	case syntax.OpCapture:
+		return expand(re.Sub[0])
+	case syntax.OpQuest:
+		sub, ok := expand(re.Sub[0])
+		if !ok {
+			return nil, false
+		}
+		return append(sub, ""), true
+	case syntax.OpAlternate:
+		var out []string
+		for _, sub := range re.Sub {
+			set, ok := expand(sub)
+			if !ok || len(out)+len(set) > maxExpansion {
+				return nil, false
+			}
+			out = append(out, set...)
+		}
+		return out, true
+	case syntax.OpConcat:
+		out := []string{""}
+		for _, sub := range re.Sub {
+			set, ok := expand(sub)
+			if !ok || len(out)*len(set) > maxExpansion {
+				return nil, false
+			}
+			next := make([]string, 0, len(out)*len(set))
+			for _, a := range out {
+				for _, b := range set {
+					next = append(next, a+b)
+				}
+			}
+			out = next
+		}
+		return out, true
+	}
+	return nil, false
 }
 
 // needed computes the literal set for a syntax tree: for a concatenation,
