@@ -292,13 +292,13 @@ func validateFile(f *RulesFile, full bool) error {
 
 // rule is a compiled RuleConfig.
 type rule struct {
-	name      string
-	reason    string
-	match     [][]byte // lower-case
-	pattern   []*regexp.Regexp
-	need      [][][]byte // per pattern: literals one of which any match contains (nil: none known)
-	literal   []bool     // per pattern: need lists every string the pattern matches
-	unless    [][]byte
+	name    string
+	reason  string
+	match   [][]byte // lower-case
+	pattern []*regexp.Regexp
+	need    [][][]byte // per pattern: literals one of which any match contains (nil: none known)
+	literal []bool     // per pattern: need lists every string the pattern matches
+	unless  [][]byte
 	// Ids of match, unless and prefilter literals in the classifier's
 	// literalSet, set by NewClassifier.
 	matchIDs  []int32
@@ -307,7 +307,7 @@ type rule struct {
 	// gated says the rule can only hold when one of its literals occurs
 	// (every pattern has a prefilter), so a reply in which none does skips
 	// it with one bit test.
-	gated bool
+	gated     bool
 	codes     []codePattern
 	status    []statusPattern
 	commands  []string
