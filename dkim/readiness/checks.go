@@ -86,7 +86,7 @@ func (c *Checker) checkSPF(ctx context.Context, domain string, sources []Source)
 		rf.Severity = Warn
 		notes = append(notes, fmt.Sprintf("evaluating the whole record takes %d DNS lookups; receivers stop at %d with a permanent error, so every address listed after that fails SPF: replace includes with the addresses they hold", w.Lookups, MaxSPFLookups))
 	} else {
-		rf.Summary += fmt.Sprintf(" (at most %d of %d DNS lookups)", w.Lookups, MaxSPFLookups)
+		rf.Summary += fmt.Sprintf(" (needs %d of the %d DNS lookups allowed)", w.Lookups, MaxSPFLookups)
 	}
 	if w.VoidLookups > MaxSPFVoidLookups {
 		rf.Severity = Warn

@@ -232,7 +232,7 @@ func TestCheckNoSources(t *testing.T) {
 	c.Hostname = "out1.kiln.test"
 	rep := c.Check(ctx(t), "example.test")
 	f := rep.Findings[0]
-	if f.Check != Addresses || f.Severity != Warn || !strings.Contains(f.Summary, "assuming") || len(rep.Sources) != 1 || !rep.Sources[0].Assumed {
+	if f.Check != Egress || f.Severity != Warn || !strings.Contains(f.Summary, "assuming") || len(rep.Sources) != 1 || !rep.Sources[0].Assumed {
 		t.Fatalf("assumed sources: %+v %+v", f, rep.Sources)
 	}
 	if rep.Worst() != Warn {
@@ -242,7 +242,7 @@ func TestCheckNoSources(t *testing.T) {
 	c.Hostname = "nowhere.kiln.test"
 	rep = c.Check(ctx(t), "example.test")
 	f = rep.Findings[0]
-	if f.Check != Addresses || f.Severity != Warn || !strings.Contains(f.Summary, "cannot be checked") || len(rep.Sources) != 0 {
+	if f.Check != Egress || f.Severity != Warn || !strings.Contains(f.Summary, "cannot be checked") || len(rep.Sources) != 0 {
 		t.Fatalf("no sources: %+v", f)
 	}
 	for _, f := range rep.Findings {

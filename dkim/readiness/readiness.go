@@ -67,18 +67,19 @@ func (s *Severity) UnmarshalText(b []byte) error {
 }
 
 // The checks a finding comes from: the four parts of a domain's readiness,
-// and Addresses, which says how the source addresses were chosen.
+// and Egress, which says how the source addresses were chosen when no
+// egress is configured.
 const (
-	DKIM      = "dkim"
-	SPF       = "spf"
-	DMARC     = "dmarc"
-	FCrDNS    = "fcrdns"
-	Addresses = "addresses"
+	DKIM   = "dkim"
+	SPF    = "spf"
+	DMARC  = "dmarc"
+	FCrDNS = "fcrdns"
+	Egress = "egress"
 )
 
 // Finding is one result of a check.
 type Finding struct {
-	// Check is DKIM, SPF, DMARC, FCrDNS or Addresses.
+	// Check is DKIM, SPF, DMARC, FCrDNS or Egress.
 	Check string `json:"check"`
 	// Subject is what the finding is about: a record's DNS name, a source
 	// address.
@@ -119,9 +120,12 @@ type Report struct {
 	Domain string `json:"domain"`
 	// Result is the worst severity of the findings (see Worst), set by
 	// Checker.Check.
-	Result   Severity  `json:"result"`
-	Sources  []Source  `json:"sources"`
-	Findings []Finding `json:"findings"`
+	Result Severity `json:"result"`
+	// Resolvers are the DNS servers asked, for the reader (set by the
+	// caller; the Checker only knows its Resolver interface).
+	Resolvers []string  `json:"resolvers,omitempty"`
+	Sources   []Source  `json:"sources"`
+	Findings  []Finding `json:"findings"`
 }
 
 // Worst is the highest severity among the findings (OK when there are none).
@@ -190,7 +194,7 @@ func (c *Checker) sources(ctx context.Context) ([]Source, []Finding) {
 	if len(c.Sources) > 0 {
 		return c.Sources, nil
 	}
-	f := Finding{Check: Addresses, Subject: c.Hostname, Severity: Warn}
+	f := Finding{Check: Egress, Subject: c.Hostname, Severity: Warn}
 	var addrs []netip.Addr
 	var failed error
 	if c.Hostname != "" {

@@ -13,6 +13,9 @@ import (
 func (r *Report) WriteText(w io.Writer) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "domain %s\n", r.Domain)
+	if len(r.Resolvers) > 0 {
+		fmt.Fprintf(&b, "resolver %s\n", strings.Join(r.Resolvers, ", "))
+	}
 	for _, s := range r.Sources {
 		how := ""
 		if s.Assumed {
