@@ -224,10 +224,10 @@ func TestHugeBounce(t *testing.T) {
 	if len(rep.Bounces) == 0 || len(rep.Bounces) > 1000 {
 		t.Errorf("%d bounces", len(rep.Bounces))
 	}
-	if elapsed > 20*time.Second {
+	if elapsed > 20*time.Second && !raceEnabled {
 		t.Errorf("took %v", elapsed)
 	}
-	if grown := int64(after.TotalAlloc - before.TotalAlloc); grown > 1<<30 {
+	if grown := int64(after.TotalAlloc - before.TotalAlloc); grown > 1<<30 && !raceEnabled {
 		t.Errorf("allocated %d MB for a report read in part", grown>>20)
 	}
 	t.Logf("%d bounces in %v, %d MB allocated", len(rep.Bounces), elapsed, (after.TotalAlloc-before.TotalAlloc)>>20)

@@ -187,6 +187,9 @@ func TestAddressMasked(t *testing.T) {
 }
 
 func TestClassifyDoesNotAllocate(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector defeats sync.Pool")
+	}
 	c := DefaultClassifier()
 	for _, r := range benchReplies {
 		c.Classify(r) // warm the buffer pool
@@ -394,5 +397,32 @@ func TestLiteralSet(t *testing.T) {
 				t.Errorf("%q in %q: got %v, want %v", l, text, has(bits, int32(i)), want)
 			}
 		}
+	}
+}
+
+// TestConcurrentClassify runs one classifier from many goroutines (go test
+// -race checks the shared scratch pool).
+func TestConcurrentClassify(t *testing.T) {
+	c := DefaultClassifier()
+	want := make([]Decision, len(classifyCases))
+	for i, tc := range classifyCases {
+		want[i] = c.Classify(ParseReply(tc.command, tc.line))
+	}
+	done := make(chan bool)
+	for g := 0; g < 8; g++ {
+		go func() {
+			defer func() { done <- true }()
+			for n := 0; n < 50; n++ {
+				for i, tc := range classifyCases {
+					if d := c.Classify(ParseReply(tc.command, tc.line)); d != want[i] {
+						t.Errorf("%q: %+v, want %+v", tc.line, d, want[i])
+						return
+					}
+				}
+			}
+		}()
+	}
+	for g := 0; g < 8; g++ {
+		<-done
 	}
 }

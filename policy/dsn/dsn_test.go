@@ -105,10 +105,11 @@ func TestTranscriptReply(t *testing.T) {
 <<< 550 5.1.1 user
 >>> DATA
 <<< 554 no valid recipients`
-	if got := transcriptReply(text, "b@example.jp"); got != "550-5.1.1 no such 550 5.1.1 user" {
+	tr := readTranscript(text)
+	if got := tr.replyFor("b@example.jp"); got != "550-5.1.1 no such 550 5.1.1 user" {
 		t.Errorf("b: %q", got)
 	}
-	if got := transcriptReply(text, "c@example.jp"); got != "550-5.1.1 no such 550 5.1.1 user" {
+	if got := tr.replyFor("c@example.jp"); got != "550-5.1.1 no such 550 5.1.1 user" {
 		t.Errorf("not in the transcript: %q", got)
 	}
 }

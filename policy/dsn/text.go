@@ -286,9 +286,10 @@ func (p *parser) fromText() {
 	}
 	blocks := recipientBlocks(text, addrs)
 	shared := sharedText(text, blocks)
+	tr := readTranscript(text)
 	for _, a := range addrs {
 		diag := blocks[a]
-		if reply := transcriptReply(text, a); reply != "" && !strings.Contains(diag, reply) {
+		if reply := tr.replyFor(a); reply != "" && !strings.Contains(diag, reply) {
 			// The remote's own words from the session transcript
 			// come before the reporting MTA's summary.
 			diag = reply + "\n" + diag
@@ -307,39 +308,60 @@ var (
 	transcriptFail = regexp.MustCompile(`^\s*<<<\s*([45][0-9][0-9])([ -])`)
 )
 
-// transcriptReply returns the failure reply of a session transcript
-// (sendmail's ">>> RCPT To:<a>" / "<<< 550 ..."), the one after the command
-// that names addr when there is one, joining a multi-line reply.
-func transcriptReply(text, addr string) string {
-	lines := strings.Split(text, "\n")
-	start := 0
-	la := strings.ToLower(addr)
-	for i, l := range lines {
-		if transcriptSent.MatchString(l) && strings.Contains(strings.ToLower(l), la) {
-			start = i
-			break
-		}
+// transcript is a session transcript read once: the failure replies, each
+// with the command line that drew it (sendmail's ">>> RCPT To:<a>" / "<<<
+// 550 ...").
+type transcript []struct{ sent, reply string }
+
+func readTranscript(text string) transcript {
+	if !strings.Contains(text, "<<<") {
+		return nil
 	}
-	var out []string
-	code := ""
-	for _, l := range lines[start:] {
-		m := transcriptFail.FindStringSubmatch(l)
-		if m == nil {
-			if code != "" {
-				break
-			}
+	var t transcript
+	sent, code := "", ""
+	var reply []string
+	flush := func() {
+		if len(reply) > 0 {
+			t = append(t, struct{ sent, reply string }{sent, strings.Join(reply, " ")})
+		}
+		reply, code = nil, ""
+	}
+	for _, l := range strings.Split(text, "\n") {
+		if transcriptSent.MatchString(l) {
+			flush()
+			sent = strings.ToLower(l)
 			continue
 		}
-		if code != "" && m[1] != code {
-			break
+		m := transcriptFail.FindStringSubmatch(l)
+		if m == nil || (code != "" && m[1] != code) {
+			flush()
+			if m == nil {
+				continue
+			}
 		}
 		code = m[1]
-		out = append(out, strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(l), "<<<")))
+		reply = append(reply, strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(l), "<<<")))
 		if m[2] == " " {
-			break
+			flush()
 		}
 	}
-	return strings.Join(out, " ")
+	flush()
+	return t
+}
+
+// replyFor returns the failure reply after the command that names addr, or
+// the first failure reply when no command names it.
+func (t transcript) replyFor(addr string) string {
+	la := strings.ToLower(addr)
+	for _, x := range t {
+		if strings.Contains(x.sent, la) {
+			return x.reply
+		}
+	}
+	if len(t) > 0 {
+		return t[0].reply
+	}
+	return ""
 }
 
 // textCandidates lists the addresses the notice names that are not the
