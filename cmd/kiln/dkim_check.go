@@ -61,7 +61,7 @@ Exits 0 when every key checked matches, 1 otherwise.`,
 // runDKIMCheck checks the records of cfg's keys, filtered by domain and
 // selector, and writes the results to w.
 func runDKIMCheck(w io.Writer, cfg *configs.Config, domain, selector string, asJSON bool) error {
-	all, err := configKeys(cfg)
+	all, err := readinessKeys(cfg)
 	if err != nil {
 		return err
 	}
@@ -89,11 +89,11 @@ func runDKIMCheck(w io.Writer, cfg *configs.Config, domain, selector string, asJ
 		}
 	}
 
-	r, err := newResolver(cfg)
+	r, err := readinessResolver(cfg)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), checkTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), readinessTimeout)
 	defer cancel()
 	results := readiness.CheckKeys(ctx, r, keys)
 	ok := true
@@ -113,7 +113,7 @@ func runDKIMCheck(w io.Writer, cfg *configs.Config, domain, selector string, asJ
 			return err
 		}
 	} else {
-		writeKeyResults(w, results, r.Servers())
+		writeDKIMCheck(w, results, r.Servers())
 	}
 	if !ok {
 		return exitError{1}
@@ -121,7 +121,7 @@ func runDKIMCheck(w io.Writer, cfg *configs.Config, domain, selector string, asJ
 	return nil
 }
 
-func writeKeyResults(w io.Writer, results []readiness.KeyResult, servers []string) {
+func writeDKIMCheck(w io.Writer, results []readiness.KeyResult, servers []string) {
 	var b strings.Builder
 	match := 0
 	for _, res := range results {
@@ -148,11 +148,11 @@ func writeKeyResults(w io.Writer, results []readiness.KeyResult, servers []strin
 	io.WriteString(w, b.String())
 }
 
-// checkTimeout bounds a whole check; each query has [dns] timeout.
-const checkTimeout = 2 * time.Minute
+// readinessTimeout bounds a whole check; each query has [dns] timeout.
+const readinessTimeout = 2 * time.Minute
 
-// configKeys loads every [[dkim]] key of cfg, retired ones included.
-func configKeys(cfg *configs.Config) ([]*dkim.Key, error) {
+// readinessKeys loads every [[dkim]] key of cfg, retired ones included.
+func readinessKeys(cfg *configs.Config) ([]*dkim.Key, error) {
 	s, err := dkim.NewSigner(cfg.DKIM, cfg.Signing)
 	if err != nil {
 		return nil, err
@@ -160,8 +160,8 @@ func configKeys(cfg *configs.Config) ([]*dkim.Key, error) {
 	return s.Keys(), nil
 }
 
-// newResolver makes the resolver kiln uses: [dns] servers, or the system's.
-func newResolver(cfg *configs.Config) (*resolve.Resolver, error) {
+// readinessResolver makes the resolver kiln uses: [dns] servers, or the system's.
+func readinessResolver(cfg *configs.Config) (*resolve.Resolver, error) {
 	var servers []string
 	for _, s := range cfg.DNS.Servers {
 		servers = append(servers, string(s))

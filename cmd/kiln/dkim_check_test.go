@@ -63,10 +63,10 @@ timeout = "500ms"
 	return w
 }
 
-// runKiln runs the command line as main does, and returns what it wrote to
+// runReadinessCmd runs the command line as main does, and returns what it wrote to
 // standard output and standard error, and its exit status. Commands write
 // their results to os.Stdout, which is swapped for a file meanwhile.
-func runKiln(t *testing.T, args ...string) (stdout, stderr string, code int) {
+func runReadinessCmd(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	f, err := os.CreateTemp(t.TempDir(), "stdout")
 	if err != nil {
@@ -90,7 +90,7 @@ func TestDKIMCheck(t *testing.T) {
 	w.dns.AddTXT(w.keyA.RecordName(), w.keyA.Record())
 
 	// a matches; b (retired) is missing.
-	out, errs, code := runKiln(t, "dkim", "check", "--config", w.config)
+	out, errs, code := runReadinessCmd(t, "dkim", "check", "--config", w.config)
 	if code != 1 || errs != "" {
 		t.Fatalf("exit %d, stderr %q", code, errs)
 	}
@@ -106,18 +106,18 @@ func TestDKIMCheck(t *testing.T) {
 	}
 
 	// Only a: all match.
-	out, _, code = runKiln(t, "dkim", "check", "--config", w.config, "--selector", "a")
+	out, _, code = runReadinessCmd(t, "dkim", "check", "--config", w.config, "--selector", "a")
 	if code != 0 || !strings.Contains(out, "1 of 1 keys match") {
 		t.Errorf("--selector a: exit %d\n%s", code, out)
 	}
-	out, _, code = runKiln(t, "dkim", "check", "--config", w.config, "--domain", "Example.Test.", "--selector", "a")
+	out, _, code = runReadinessCmd(t, "dkim", "check", "--config", w.config, "--domain", "Example.Test.", "--selector", "a")
 	if code != 0 || !strings.Contains(out, "match     a._domainkey.example.test") {
 		t.Errorf("--domain --selector: exit %d\n%s", code, out)
 	}
 
 	// b published with a's key: a mismatch, with what was found.
 	w.dns.AddTXT(w.keyB.RecordName(), w.keyA.Record())
-	out, _, code = runKiln(t, "dkim", "check", "--config", w.config, "--selector", "b")
+	out, _, code = runReadinessCmd(t, "dkim", "check", "--config", w.config, "--selector", "b")
 	if code != 1 || !strings.Contains(out, "mismatch  b._domainkey.example.test (ed25519, retired): p= holds a different public key") ||
 		!strings.Contains(out, "          found:   "+w.keyA.Record()+"\n") {
 		t.Errorf("mismatch: exit %d\n%s", code, out)
@@ -125,7 +125,7 @@ func TestDKIMCheck(t *testing.T) {
 
 	// A DNS failure.
 	w.dns.SetFault(w.keyA.RecordName(), fakedns.ServFail)
-	out, _, code = runKiln(t, "dkim", "check", "--config", w.config, "--selector", "a", "--json")
+	out, _, code = runReadinessCmd(t, "dkim", "check", "--config", w.config, "--selector", "a", "--json")
 	if code != 1 {
 		t.Errorf("DNS failure: exit %d", code)
 	}
@@ -160,7 +160,7 @@ func TestDKIMCheckErrors(t *testing.T) {
 		{[]string{"dkim", "check", "--config", w.config, "extra"}, 2, "unexpected argument"},
 		{[]string{"dkim", "check", "--config", filepath.Join(t.TempDir(), "none.toml")}, 1, "none.toml"},
 	} {
-		_, errs, code := runKiln(t, c.args...)
+		_, errs, code := runReadinessCmd(t, c.args...)
 		if code != c.code || !strings.Contains(errs, c.err) {
 			t.Errorf("%q: exit %d, stderr %q", c.args, code, errs)
 		}

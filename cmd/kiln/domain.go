@@ -65,7 +65,7 @@ Exits 0 when no finding is a fail, 1 otherwise.`,
 				if len(args) != 1 {
 					return usagef("want exactly one DOMAIN")
 				}
-				domain, err := checkDomainArg(args[0])
+				domain, err := domainCheckArg(args[0])
 				if err != nil {
 					return usagef("%v", err)
 				}
@@ -73,7 +73,7 @@ Exits 0 when no finding is a fail, 1 otherwise.`,
 				if err != nil {
 					return err
 				}
-				srcs, err := checkSources(cfg, sources)
+				srcs, err := domainCheckSources(cfg, sources)
 				if err != nil {
 					return usagef("%v", err)
 				}
@@ -83,8 +83,8 @@ Exits 0 when no finding is a fail, 1 otherwise.`,
 	})
 }
 
-// checkDomainArg turns the DOMAIN argument into a lower-case A-label name.
-func checkDomainArg(s string) (string, error) {
+// domainCheckArg turns the DOMAIN argument into a lower-case A-label name.
+func domainCheckArg(s string) (string, error) {
 	d := strings.TrimSuffix(strings.TrimSpace(s), ".")
 	if strings.Contains(d, "@") {
 		return "", fmt.Errorf("want a domain, not an address: %q", s)
@@ -96,9 +96,9 @@ func checkDomainArg(s string) (string, error) {
 	return strings.ToLower(a), nil
 }
 
-// checkSources returns the addresses to check: those given with --source,
+// domainCheckSources returns the addresses to check: those given with --source,
 // or the [[egress]] ones; none when neither names any.
-func checkSources(cfg *configs.Config, given []string) ([]readiness.Source, error) {
+func domainCheckSources(cfg *configs.Config, given []string) ([]readiness.Source, error) {
 	var out []readiness.Source
 	if len(given) > 0 {
 		for _, g := range given {
@@ -130,15 +130,15 @@ func checkSources(cfg *configs.Config, given []string) ([]readiness.Source, erro
 
 // runDomainCheck checks domain and writes the report to w.
 func runDomainCheck(w io.Writer, cfg *configs.Config, domain string, sources []readiness.Source, asJSON bool) error {
-	keys, err := configKeys(cfg)
+	keys, err := readinessKeys(cfg)
 	if err != nil {
 		return err
 	}
-	r, err := newResolver(cfg)
+	r, err := readinessResolver(cfg)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), checkTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), readinessTimeout)
 	defer cancel()
 	c := &readiness.Checker{Resolver: r, Keys: keys, Sources: sources, Hostname: cfg.Hostname}
 	rep := c.Check(ctx, domain)

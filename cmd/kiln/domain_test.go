@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-const egressConfig = `[[egress]]
+const readinessEgress = `[[egress]]
 name = "out1"
 source = "192.0.2.10"
 ehlo = "out1.kiln.test"
@@ -30,9 +30,9 @@ func (w *readinessWorld) publishReady() {
 }
 
 func TestDomainCheckReady(t *testing.T) {
-	w := newReadinessWorld(t, egressConfig)
+	w := newReadinessWorld(t, readinessEgress)
 	w.publishReady()
-	out, errs, code := runKiln(t, "domain", "check", "example.test", "--config", w.config)
+	out, errs, code := runReadinessCmd(t, "domain", "check", "example.test", "--config", w.config)
 	if code != 0 || errs != "" {
 		t.Fatalf("exit %d, stderr %q\n%s", code, errs, out)
 	}
@@ -53,7 +53,7 @@ func TestDomainCheckReady(t *testing.T) {
 }
 
 func TestDomainCheckFindings(t *testing.T) {
-	w := newReadinessWorld(t, egressConfig)
+	w := newReadinessWorld(t, readinessEgress)
 	w.publishReady()
 	w.dns.Remove("example.test")
 	w.dns.AddTXT("example.test", "v=spf1 ip4:192.0.2.10 include:_spf.esp.test ~all")
@@ -61,7 +61,7 @@ func TestDomainCheckFindings(t *testing.T) {
 	w.dns.Remove("_dmarc.example.test")
 	w.dns.AddTXT("_dmarc.example.test", "v=DMARC1; p=none; rua=mailto:dmarc@example.test")
 
-	out, _, code := runKiln(t, "domain", "check", "--config", w.config, "example.test")
+	out, _, code := runReadinessCmd(t, "domain", "check", "--config", w.config, "example.test")
 	if code != 1 {
 		t.Errorf("exit %d", code)
 	}
@@ -78,7 +78,7 @@ func TestDomainCheckFindings(t *testing.T) {
 		}
 	}
 
-	out, _, code = runKiln(t, "domain", "check", "--config", w.config, "--json", "example.test")
+	out, _, code = runReadinessCmd(t, "domain", "check", "--config", w.config, "--json", "example.test")
 	if code != 1 {
 		t.Errorf("--json: exit %d", code)
 	}
@@ -111,7 +111,7 @@ func TestDomainCheckFindings(t *testing.T) {
 	// A warning alone exits 0.
 	w.dns.Remove("example.test")
 	w.dns.AddTXT("example.test", "v=spf1 ip4:192.0.2.10 ip4:192.0.2.11 ~all")
-	out, _, code = runKiln(t, "domain", "check", "--config", w.config, "example.test")
+	out, _, code = runReadinessCmd(t, "domain", "check", "--config", w.config, "example.test")
 	if code != 0 || !strings.Contains(out, "ready, with warnings: ") {
 		t.Errorf("warnings only: exit %d\n%s", code, out)
 	}
@@ -121,14 +121,14 @@ func TestDomainCheckSources(t *testing.T) {
 	// No [[egress]]: the hostname's addresses are assumed.
 	w := newReadinessWorld(t, "")
 	w.publishReady()
-	out, _, code := runKiln(t, "domain", "check", "--config", w.config, "example.test")
+	out, _, code := runReadinessCmd(t, "domain", "check", "--config", w.config, "example.test")
 	if code != 0 || !strings.Contains(out, "source 192.0.2.11 (ehlo mta.kiln.test, assumed)") ||
 		!strings.Contains(out, "warn  egress  mta.kiln.test") || !strings.Contains(out, "assuming kiln sends from the addresses of its hostname") {
 		t.Errorf("assumed: exit %d\n%s", code, out)
 	}
 
 	// --source replaces them.
-	out, _, code = runKiln(t, "domain", "check", "--config", w.config, "--source", "192.0.2.10=out1.kiln.test", "--source", "192.0.2.12", "example.test")
+	out, _, code = runReadinessCmd(t, "domain", "check", "--config", w.config, "--source", "192.0.2.10=out1.kiln.test", "--source", "192.0.2.12", "example.test")
 	if code != 1 || !strings.Contains(out, "source 192.0.2.10 (ehlo out1.kiln.test)") ||
 		!strings.Contains(out, "fail  fcrdns  192.0.2.12") || !strings.Contains(out, "12.2.0.192.in-addr.arpa. IN PTR mta.kiln.test.") {
 		t.Errorf("--source: exit %d\n%s", code, out)
@@ -148,7 +148,7 @@ func TestDomainCheckUsage(t *testing.T) {
 		{[]string{"domain", "check", "--config", w.config, "--source", "not-an-ip", "example.test"}, "not an IP address"},
 		{[]string{"domain", "check", "--bogus", "example.test"}, "flag provided but not defined"},
 	} {
-		_, errs, code := runKiln(t, c.args...)
+		_, errs, code := runReadinessCmd(t, c.args...)
 		if code != 2 || !strings.Contains(errs, c.err) {
 			t.Errorf("%q: exit %d, stderr %q", c.args, code, errs)
 		}
@@ -156,7 +156,7 @@ func TestDomainCheckUsage(t *testing.T) {
 }
 
 func TestDomainCheckIDN(t *testing.T) {
-	d, err := checkDomainArg("Bücher.Example.")
+	d, err := domainCheckArg("Bücher.Example.")
 	if err != nil || d != "xn--bcher-kva.example" {
 		t.Errorf("%q, %v", d, err)
 	}

@@ -246,6 +246,9 @@ func (c *Checker) checkDMARC(ctx context.Context, domain string) ([]Finding, *DM
 		tag = "sp"
 	}
 	f.Summary = tag + "=" + policy
+	if !sub && rec.SubdomainPolicy != "" {
+		f.Summary += ", sp=" + rec.SubdomainPolicy
+	}
 	if sub {
 		f.Summary = "no record at " + name + "; " + recName + " applies to it: " + f.Summary
 	}

@@ -98,7 +98,7 @@ func TestMailtoDomain(t *testing.T) {
 
 func TestCheckDMARC(t *testing.T) {
 	s, r := world(t)
-	s.AddTXT("_dmarc.good.test", "v=DMARC1; p=reject; rua=mailto:dmarc@good.test")
+	s.AddTXT("_dmarc.good.test", "v=DMARC1; p=reject; sp=quarantine; rua=mailto:dmarc@good.test")
 	s.AddTXT("_dmarc.none.test", "v=DMARC1; p=none; rua=mailto:dmarc@none.test")
 	s.AddTXT("_dmarc.norua.test", "v=DMARC1; p=quarantine; pct=50")
 	s.AddTXT("_dmarc.bad.test", "v=DMARC1; p=maybe")
@@ -117,7 +117,7 @@ func TestCheckDMARC(t *testing.T) {
 		summary string
 		record  string
 	}{
-		{"good.test", OK, "_dmarc.good.test", "p=reject, reports to mailto:dmarc@good.test", ""},
+		{"good.test", OK, "_dmarc.good.test", "p=reject, sp=quarantine, reports to mailto:dmarc@good.test", ""},
 		{"none.test", Warn, "_dmarc.none.test", "p=none", `_dmarc.none.test. IN TXT "v=DMARC1; p=quarantine; rua=mailto:dmarc@none.test"`},
 		{"norua.test", Warn, "_dmarc.norua.test", "pct=50", `_dmarc.norua.test. IN TXT "v=DMARC1; p=quarantine; pct=50; rua=mailto:dmarc@norua.test"`},
 		{"bad.test", Fail, "_dmarc.bad.test", "invalid", `_dmarc.bad.test. IN TXT "v=DMARC1; p=quarantine; rua=mailto:dmarc@bad.test"`},
@@ -125,7 +125,7 @@ func TestCheckDMARC(t *testing.T) {
 		{"missing.test", Fail, "_dmarc.missing.test", "no DMARC record", `_dmarc.missing.test. IN TXT "v=DMARC1; p=quarantine; rua=mailto:dmarc@missing.test"`},
 		{"other.test", Fail, "_dmarc.other.test", "no DMARC record", `"v=DMARC1; p=quarantine; rua=mailto:dmarc@other.test"`},
 		{"fail.test", Fail, "_dmarc.fail.test", "lookup failed", ""},
-		{"mail.good.test", OK, "_dmarc.good.test", "good.test applies to it: p=reject", ""},
+		{"mail.good.test", OK, "_dmarc.good.test", "good.test applies to it: sp=quarantine", ""},
 		{"news.org.test", Warn, "_dmarc.org.test", "sp=none", `_dmarc.news.org.test. IN TXT "v=DMARC1; p=reject; sp=quarantine; rua=mailto:d@org.test"`},
 		{"mail.missing.test", Fail, "_dmarc.mail.missing.test", "no DMARC record", ""},
 	}
