@@ -40,7 +40,9 @@ The source addresses are the [[egress]] sources, with their ehlo names (or
 hostname). --source replaces them. With neither, kiln sends from the machine's
 default address, which no config names: the check assumes the addresses
 hostname resolves to and says so in a warning, or, when it has none, warns
-that SPF authorisation and FCrDNS cannot be checked.
+that SPF authorisation and FCrDNS cannot be checked. A private or loopback
+source (kiln behind a NAT) is not checked, with a warning: receivers judge the
+address they see, so name that one with --source ADDR=EHLO.
 
 SPF macros that only a message can give (%{s}, %{l}) and %{p} are not
 expanded: a mechanism needing them is reported as "cannot evaluate" (warn).

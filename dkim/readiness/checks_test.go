@@ -253,6 +253,31 @@ func TestCheckNoSources(t *testing.T) {
 	_ = s
 }
 
+func TestCheckPrivateSources(t *testing.T) {
+	_, c := readyWorld(t)
+	c.Sources = append(c.Sources, Source{Name: "nat", Addr: ip("10.0.0.5"), EHLO: "out1.kiln.test"},
+		Source{Name: "lo", Addr: ip("::1"), EHLO: "out1.kiln.test"})
+	rep := c.Check(ctx(t), "example.test")
+	if rep.Result != Warn || len(rep.Sources) != 1 {
+		t.Fatalf("result %s, sources %v", rep.Result, rep.Sources)
+	}
+	var skipped []string
+	for _, f := range rep.Findings {
+		if f.Check == Egress {
+			skipped = append(skipped, f.Subject)
+			if f.Severity != Warn || !strings.Contains(f.Summary, "not a public address") {
+				t.Errorf("%+v", f)
+			}
+		}
+		if strings.HasPrefix(f.Subject, "nat ") && f.Check != Egress {
+			t.Errorf("private address checked: %+v", f)
+		}
+	}
+	if strings.Join(skipped, "|") != "nat 10.0.0.5|lo ::1" {
+		t.Errorf("skipped %q", skipped)
+	}
+}
+
 func TestCheckSPFFindings(t *testing.T) {
 	s, c := readyWorld(t)
 	s.AddTXT("nospf.test", "something else")

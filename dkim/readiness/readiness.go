@@ -189,11 +189,40 @@ func (c *Checker) Check(ctx context.Context, domain string) *Report {
 	return rep
 }
 
-// sources returns the configured sources, or the assumed ones.
+// sources returns the sources to check: the configured ones, or the
+// assumed ones, with the findings that say how they were chosen. Addresses
+// receivers never see (loopback, private, link-local: kiln behind a NAT)
+// are left out, each with a warning, since SPF and reverse DNS are judged on
+// the address the receiver sees.
 func (c *Checker) sources(ctx context.Context) ([]Source, []Finding) {
-	if len(c.Sources) > 0 {
-		return c.Sources, nil
+	given, findings := c.Sources, []Finding(nil)
+	if len(given) == 0 {
+		given, findings = c.assumeSources(ctx)
 	}
+	var out []Source
+	for _, s := range given {
+		if publicAddr(s.Addr) {
+			out = append(out, s)
+			continue
+		}
+		findings = append(findings, Finding{
+			Check: Egress, Subject: s.String(), Severity: Warn,
+			Summary: "not a public address: receivers see the address it is translated to (NAT), so SPF and FCrDNS are not checked for it",
+			Fix:     "check the public address it is translated to instead (kiln domain check --source ADDR=" + s.EHLO + ")",
+		})
+	}
+	return out, findings
+}
+
+func publicAddr(a netip.Addr) bool {
+	a = a.Unmap()
+	return a.IsValid() && !a.IsUnspecified() && !a.IsLoopback() && !a.IsPrivate() &&
+		!a.IsLinkLocalUnicast() && !a.IsMulticast()
+}
+
+// assumeSources guesses the sources when none is configured: the addresses
+// of Hostname.
+func (c *Checker) assumeSources(ctx context.Context) ([]Source, []Finding) {
 	f := Finding{Check: Egress, Subject: c.Hostname, Severity: Warn}
 	var addrs []netip.Addr
 	var failed error
