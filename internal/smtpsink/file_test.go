@@ -164,6 +164,9 @@ enhanced = "5.1.1"
 		t.Fatalf("%d log lines", len(entries))
 	}
 	e := entries[0]
+	if raw, _ := os.ReadFile(filepath.Join(dir, "log.jsonl")); !strings.Contains(string(raw), `"message_id":"<one@sender.test>"`) {
+		t.Errorf("log not readable as written: %s", raw)
+	}
 	if e.MessageID != "<one@sender.test>" || e.ID == "" || e.From != "a@sender.test" || len(e.Rcpts) != 2 ||
 		e.Size != len(msg) || e.TLS || e.Helo != "client.test" || !strings.HasPrefix(e.Reply, "250 2.0.0 OK: queued as "+e.ID) {
 		t.Errorf("entry %+v", e)
@@ -186,7 +189,7 @@ enhanced = "5.1.1"
 	if err := json.Unmarshal(data, &cnt); err != nil {
 		t.Fatal(err)
 	}
-	if cnt.Messages != 1 || cnt.Recipients != 2 || cnt.Transactions != 2 || cnt.Refused["rcpt 550"] != 1 || cnt.Refused["data 451"] != 1 {
+	if cnt.Messages != 1 || cnt.Recipients != 2 || cnt.Bytes != int64(len(msg)) || cnt.Transactions != 2 || cnt.Refused["rcpt 550"] != 1 || cnt.Refused["data 451"] != 1 {
 		t.Errorf("counters %s", data)
 	}
 	if r := out.String(); !strings.Contains(r, "1 messages") || !strings.Contains(r, "data 451=1 rcpt 550=1") {

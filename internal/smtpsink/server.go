@@ -189,6 +189,7 @@ type Server struct {
 	addrs    []string
 	tlsAddrs []string
 	cert     *x509.Certificate
+	lns      []*listener
 	clk      clock.Clock
 	done     chan struct{}
 
@@ -301,7 +302,7 @@ func New(cfg Config) (*Server, error) {
 			l.tlsConfig = tc
 		}
 	}
-	s.srv = srv
+	s.srv, s.lns = srv, lns
 	for _, l := range lns {
 		go srv.Serve(l)
 	}
@@ -380,7 +381,17 @@ func (s *Server) Close() error {
 	default:
 	}
 	close(s.done)
-	return s.srv.Close()
+	// go-smtp closes only the listeners its Serve has registered, and
+	// Serve runs in its own goroutine: close them here too, so a port is
+	// free once Close returns.
+	var err error
+	for _, l := range s.lns {
+		if e := l.Listener.Close(); e != nil && err == nil {
+			err = e
+		}
+	}
+	s.srv.Close() // the connections; its listeners are closed already
+	return err
 }
 
 // SetRules replaces the script; the Times counters start again.
@@ -924,6 +935,7 @@ func (s *Server) record(m *Message, stage Stage, code int, throttled bool) {
 	if s.cfg.OnMessage != nil {
 		s.cfg.OnMessage(m)
 	}
+	size := len(m.Data)
 	if s.cfg.Discard {
 		m.Data = nil
 	}
@@ -942,7 +954,7 @@ func (s *Server) record(m *Message, stage Stage, code int, throttled bool) {
 	if m.Accepted() {
 		s.stats.Messages++
 		s.stats.Recipients += len(m.Rcpts)
-		s.stats.Bytes += int64(len(m.Data))
+		s.stats.Bytes += int64(size)
 		if !s.cfg.Discard {
 			s.msgs = append(s.msgs, *m)
 		}

@@ -117,8 +117,11 @@ func (k *Sink) observe(m *Message) {
 	}
 	var line []byte
 	if k.logging {
-		line, _ = json.Marshal(e)
-		line = append(line, '\n')
+		var b bytes.Buffer
+		enc := json.NewEncoder(&b)
+		enc.SetEscapeHTML(false) // keep <message-id@host> readable
+		enc.Encode(e)
+		line = b.Bytes()
 	}
 	k.logMu.Lock()
 	defer k.logMu.Unlock()
