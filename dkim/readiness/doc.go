@@ -28,6 +28,16 @@
 // macro (%{d}, %{o}, %{i}, %{v}, %{h}) is expanded, with the domain checked
 // as the sender's domain and the source's EHLO name as %{h}.
 //
+// Two limits of RFC 7208 are approximated by kiln's resolver, which looks up
+// at most ten MX hosts in preference order (RFC 7208 §4.6.4 makes more than
+// ten a permerror; here the rest are ignored) and resolves the MX hosts' A
+// and AAAA records itself (a host whose lookup fails temporarily is skipped
+// where a receiver might give temperror).
+//
+// Source addresses receivers never see (private, loopback, link-local: kiln
+// behind a NAT) are not checked, with a warning: SPF and reverse DNS are
+// judged on the address the receiver sees.
+//
 // All lookups go through the Resolver interface, which kiln's resolver
 // (kiln/mta/resolve) satisfies; the checks never fail outright on DNS
 // trouble, they report it as a finding.
