@@ -3,8 +3,6 @@ package store
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -29,7 +27,7 @@ func benchEvent(i int) events.Event {
 func BenchmarkHandle(b *testing.B) {
 	db := openDB(b, b.TempDir())
 	defer db.Close()
-	s := open(b, db, clock.Real{}, Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	s := open(b, db, clock.Real{}, Options{})
 	defer s.Close()
 	evs := make([]events.Event, 1024)
 	for i := range evs {

@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"slices"
 	"strings"
 	"testing"
@@ -28,6 +30,9 @@ func openDB(t testing.TB, dir string) *badger.DB {
 func open(t testing.TB, db *badger.DB, clk clock.Clock, opts Options) *Store {
 	t.Helper()
 	opts.Clock = clk
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
 	s, err := New(db, opts)
 	if err != nil {
 		t.Fatal(err)
