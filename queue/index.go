@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -69,7 +70,7 @@ func (s *Store) Due(from, now time.Time, limit int, skip func(id string) bool) (
 			if err != nil {
 				return err
 			}
-			if m.Held || !m.Due.Equal(due) {
+			if !m.scheduled() || !m.Due.Equal(due) {
 				stale = append(stale, it.Item().KeyCopy(nil))
 				continue
 			}
@@ -195,7 +196,8 @@ type Filter struct {
 	Account         string
 	SenderDomain    string
 	RecipientDomain string
-	// State: "" (all), "due", "deferred" (attempted before), "held", "leased".
+	// State: "" (all), "due", "deferred" (attempted before), "held",
+	// "leased", "waiting" (for sending capacity in a lane).
 	State string
 }
 
@@ -231,7 +233,9 @@ func (f Filter) Match(m *Message, now time.Time) bool {
 	case "due":
 		return !m.Held && !m.Leased && !m.Due.After(now)
 	case "deferred":
-		return !m.Held && !m.Leased && m.Attempts > 0
+		return !m.Held && !m.Leased && m.Attempts > 0 && m.scheduled()
+	case "waiting":
+		return !m.Held && !m.Leased && len(m.lanes()) > 0
 	default:
 		return false
 	}
@@ -295,4 +299,94 @@ func (s *Store) Count() (total, held int, err error) {
 		return nil
 	})
 	return total, held, err
+}
+
+// Lanes returns the lanes that have messages waiting in them. It seeks from
+// lane to lane rather than walking every waiting message.
+func (s *Store) Lanes() ([]string, error) {
+	var out []string
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixLane})
+		defer it.Close()
+		it.Seek(prefixLane)
+		for it.ValidForPrefix(prefixLane) {
+			rest := it.Item().Key()[len(prefixLane):]
+			i := bytes.IndexByte(rest, 0)
+			if i < 0 {
+				it.Next()
+				continue
+			}
+			lane := string(rest[:i])
+			out = append(out, lane)
+			it.Seek(append(append(append([]byte(nil), prefixLane...), lane...), 1))
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Waiting returns up to n messages waiting in lane, highest priority and
+// oldest first, skipping ids for which skip returns true. Keys whose message
+// no longer waits there are removed on the way.
+func (s *Store) Waiting(lane string, n int, skip func(id string) bool) ([]*Message, error) {
+	var out []*Message
+	var stale [][]byte
+	prefix := lanePrefix(lane)
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		defer it.Close()
+		for it.Seek(prefix); it.ValidForPrefix(prefix) && len(out) < n; it.Next() {
+			k := it.Item().Key()
+			if len(k) < len(prefix)+9 {
+				stale = append(stale, it.Item().KeyCopy(nil))
+				continue
+			}
+			id := string(k[len(prefix)+9:])
+			if skip != nil && skip(id) {
+				continue
+			}
+			item, err := txn.Get(msgKey(id))
+			if errors.Is(err, badger.ErrKeyNotFound) {
+				stale = append(stale, it.Item().KeyCopy(nil))
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			var m *Message
+			if err := item.Value(func(v []byte) error {
+				var derr error
+				m, derr = decodeRecord(v)
+				return derr
+			}); err != nil {
+				stale = append(stale, it.Item().KeyCopy(nil))
+				continue
+			}
+			if !slices.Contains(m.lanes(), lane) {
+				stale = append(stale, it.Item().KeyCopy(nil))
+				continue
+			}
+			out = append(out, m)
+		}
+		return nil
+	})
+	if len(stale) > 0 {
+		s.deleteKeysAsync(stale)
+	}
+	return out, err
+}
+
+// CountWaiting returns how many messages wait in lane.
+func (s *Store) CountWaiting(lane string) int {
+	n := 0
+	prefix := lanePrefix(lane)
+	s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		defer it.Close()
+		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+			n++
+		}
+		return nil
+	})
+	return n
 }

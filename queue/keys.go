@@ -12,7 +12,27 @@ var (
 	prefixHeld       = []byte("q/h/")
 	prefixQuarantine = []byte("q/x/")
 	prefixHoldRule   = []byte("q/r/")
+	prefixLane       = []byte("q/w/")
 )
+
+// laneKey orders a lane's waiting messages by priority (highest first), then
+// by age: q/w/<lane> 0x00 <255-priority> <created, 8 bytes> <id>.
+func laneKey(lane string, m *Message) []byte {
+	k := make([]byte, 0, len(prefixLane)+len(lane)+1+1+8+len(m.ID))
+	k = append(k, prefixLane...)
+	k = append(k, lane...)
+	k = append(k, 0, byte(255-min(max(m.Priority, 0), 255)))
+	ns := m.Created.UnixNano()
+	if ns < 0 {
+		ns = 0
+	}
+	k = binary.BigEndian.AppendUint64(k, uint64(ns))
+	return append(k, m.ID...)
+}
+
+func lanePrefix(lane string) []byte {
+	return append(append(append([]byte(nil), prefixLane...), lane...), 0)
+}
 
 func msgKey(id string) []byte        { return append(append([]byte(nil), prefixMsg...), id...) }
 func leaseKey(id string) []byte      { return append(append([]byte(nil), prefixLease...), id...) }

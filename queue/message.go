@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -43,6 +44,10 @@ type Rcpt struct {
 	Updated  time.Time `json:"upd,omitzero"`
 	// SoftFails counts temporary failures of this recipient in this message.
 	SoftFails int `json:"soft,omitempty"`
+	// Wait names the lane (egress pool and destination site) the recipient
+	// waits in for sending capacity: it is then out of the schedule and
+	// in that lane's wait index until the scheduler takes it.
+	Wait string `json:"wait,omitempty"`
 }
 
 // Domain is the recipient's domain, lower-cased.
@@ -111,9 +116,11 @@ type Message struct {
 
 	// What the index holds for this message, so an update can remove the
 	// old keys without reading them back.
+	idxSched  bool // a schedule key exists, at idxDue
 	idxDue    time.Time
 	idxLeased bool
 	idxHeld   bool
+	idxLanes  []string
 }
 
 // Pending returns the indexes of the recipients still to deliver.
@@ -177,8 +184,44 @@ func (m *Message) Clone() *Message {
 			c.Metadata[k] = v
 		}
 	}
-	c.idxDue, c.idxLeased, c.idxHeld = m.idxDue, m.idxLeased, m.idxHeld
+	c.idxSched, c.idxDue, c.idxLeased, c.idxHeld = m.idxSched, m.idxDue, m.idxLeased, m.idxHeld
+	c.idxLanes = append([]string(nil), m.idxLanes...)
 	return c
+}
+
+// scheduled reports whether the message belongs in the schedule index: not
+// held, and leased or with a pending recipient that is not waiting in a lane.
+func (m *Message) scheduled() bool {
+	if m.Held {
+		return false
+	}
+	if m.Leased {
+		return true
+	}
+	for i := range m.Rcpts {
+		if !m.Rcpts[i].State.Done() && m.Rcpts[i].Wait == "" {
+			return true
+		}
+	}
+	return false
+}
+
+// lanes returns the lanes the message's pending recipients wait in, sorted
+// (none while it is held).
+func (m *Message) lanes() []string {
+	if m.Held {
+		return nil
+	}
+	var out []string
+	for i := range m.Rcpts {
+		r := &m.Rcpts[i]
+		if r.State.Done() || r.Wait == "" || slices.Contains(out, r.Wait) {
+			continue
+		}
+		out = append(out, r.Wait)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // Record encoding:
@@ -248,6 +291,7 @@ func decodeRecord(b []byte) (*Message, error) {
 		return nil, fmt.Errorf("%w: record without id or recipients", ErrCorrupt)
 	}
 	m.Body = ref
-	m.idxDue, m.idxLeased, m.idxHeld = m.Due, m.Leased, m.Held
+	m.idxSched, m.idxDue, m.idxLeased, m.idxHeld = m.scheduled(), m.Due, m.Leased, m.Held
+	m.idxLanes = m.lanes()
 	return m, nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -233,29 +234,32 @@ func (s *Store) Delete(m *Message) error {
 }
 
 func (s *Store) deleteKeys(txn *badger.Txn, m *Message) error {
-	if err := txn.Delete(msgKey(m.ID)); err != nil {
-		return err
-	}
-	if !m.idxHeld && !m.idxDue.IsZero() {
-		if err := txn.Delete(schedKey(m.idxDue, m.ID)); err != nil {
-			return err
-		}
+	keys := [][]byte{msgKey(m.ID)}
+	if m.idxSched {
+		keys = append(keys, schedKey(m.idxDue, m.ID))
 	}
 	if m.idxHeld {
-		if err := txn.Delete(heldKey(m.ID)); err != nil {
-			return err
-		}
+		keys = append(keys, heldKey(m.ID))
 	}
 	if m.idxLeased {
-		if err := txn.Delete(leaseKey(m.ID)); err != nil {
+		keys = append(keys, leaseKey(m.ID))
+	}
+	for _, l := range m.idxLanes {
+		keys = append(keys, laneKey(l, m))
+	}
+	for _, k := range keys {
+		if err := txn.Delete(k); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// putMessage writes m's record and moves its index keys to match its state.
-// It runs on the committer goroutine.
+// putMessage writes m's record and moves its index keys to match its state:
+// a schedule key at Due while it is scheduled (not held; leased, or with a
+// recipient that is not waiting in a lane), a held key while held, a lease
+// key while leased, and a key in each lane its recipients wait in. It runs on
+// the committer goroutine.
 func (s *Store) putMessage(txn *badger.Txn, m *Message) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -269,40 +273,52 @@ func (s *Store) putMessage(txn *badger.Txn, m *Message) error {
 	if err := txn.Set(msgKey(m.ID), rec); err != nil {
 		return err
 	}
-	// Remove the keys the index held, then add the ones the state needs;
-	// within one transaction the last write to a key wins.
-	if !m.idxDue.IsZero() && !m.idxHeld && (m.Held || !m.idxDue.Equal(m.Due)) {
-		if err := txn.Delete(schedKey(m.idxDue, m.ID)); err != nil {
+	// Remove keys the index held, then add the ones the state needs; within
+	// one transaction the last write to a key wins.
+	sched := m.scheduled()
+	var del, set [][]byte
+	if m.idxSched && (!sched || !m.idxDue.Equal(m.Due)) {
+		del = append(del, schedKey(m.idxDue, m.ID))
+	}
+	if sched && (!m.idxSched || !m.idxDue.Equal(m.Due)) {
+		set = append(set, schedKey(m.Due, m.ID))
+	}
+	if m.idxHeld != m.Held {
+		if m.Held {
+			set = append(set, heldKey(m.ID))
+		} else {
+			del = append(del, heldKey(m.ID))
+		}
+	}
+	if m.idxLeased != m.Leased {
+		if m.Leased {
+			set = append(set, leaseKey(m.ID))
+		} else {
+			del = append(del, leaseKey(m.ID))
+		}
+	}
+	lanes := m.lanes()
+	for _, l := range m.idxLanes {
+		if !slices.Contains(lanes, l) {
+			del = append(del, laneKey(l, m))
+		}
+	}
+	for _, l := range lanes {
+		if !slices.Contains(m.idxLanes, l) {
+			set = append(set, laneKey(l, m))
+		}
+	}
+	for _, k := range del {
+		if err := txn.Delete(k); err != nil {
 			return err
 		}
 	}
-	if m.idxHeld && !m.Held {
-		if err := txn.Delete(heldKey(m.ID)); err != nil {
+	for _, k := range set {
+		if err := txn.Set(k, nil); err != nil {
 			return err
 		}
 	}
-	if m.idxLeased && !m.Leased {
-		if err := txn.Delete(leaseKey(m.ID)); err != nil {
-			return err
-		}
-	}
-	if m.Held {
-		if !m.idxHeld {
-			if err := txn.Set(heldKey(m.ID), nil); err != nil {
-				return err
-			}
-		}
-	} else if m.idxHeld || m.idxDue.IsZero() || !m.idxDue.Equal(m.Due) {
-		if err := txn.Set(schedKey(m.Due, m.ID), nil); err != nil {
-			return err
-		}
-	}
-	if m.Leased && !m.idxLeased {
-		if err := txn.Set(leaseKey(m.ID), nil); err != nil {
-			return err
-		}
-	}
-	m.idxDue, m.idxHeld, m.idxLeased = m.Due, m.Held, m.Leased
+	m.idxSched, m.idxDue, m.idxHeld, m.idxLeased, m.idxLanes = sched, m.Due, m.Held, m.Leased, lanes
 	return nil
 }
 
@@ -386,7 +402,14 @@ func trimNL(s string) string {
 // reason, removes it from the schedule and frees its spool space.
 func (s *Store) QuarantineMessage(m *Message, reason error) error {
 	m.mu.Lock()
-	ref, due, held, deleted := m.Body, m.idxDue, m.idxHeld, m.deleted
+	ref, deleted := m.Body, m.deleted
+	var stale [][]byte
+	if m.idxSched {
+		stale = append(stale, schedKey(m.idxDue, m.ID))
+	}
+	for _, l := range m.idxLanes {
+		stale = append(stale, laneKey(l, m))
+	}
 	m.deleted = true
 	m.mu.Unlock()
 	if deleted {
@@ -395,8 +418,8 @@ func (s *Store) QuarantineMessage(m *Message, reason error) error {
 	if err := s.quarantineWait(m.ID, reason); err != nil {
 		return err
 	}
-	if !held && !due.IsZero() {
-		s.deleteKeysAsync([][]byte{schedKey(due, m.ID)})
+	if len(stale) > 0 {
+		s.deleteKeysAsync(stale)
 	}
 	if ref.Seg != 0 {
 		s.sp.unref(ref)

@@ -466,3 +466,61 @@ func BenchmarkEnqueueParallel(b *testing.B) {
 	st := e.s.Stats()
 	b.ReportMetric(float64(st.Enqueued)/float64(st.Commits), "msgs/commit")
 }
+
+func TestLanes(t *testing.T) {
+	e := newEnv(t)
+	lo, hi := msg("a@gmail.example"), msg("b@gmail.example", "c@other.example")
+	hi.Priority = 5
+	for _, m := range []*Message{lo, hi} {
+		if err := e.s.Enqueue(context.Background(), m, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Both wait for capacity at gmail; hi's other recipient stays scheduled.
+	lo.Rcpts[0].Wait = "p|gmail"
+	hi.Rcpts[0].Wait = "p|gmail"
+	if err := e.s.SaveMany([]*Message{lo, hi}); err != nil {
+		t.Fatal(err)
+	}
+	due, _ := e.s.Due(time.Time{}, t0, 10, nil)
+	if len(due) != 1 || due[0].ID != hi.ID {
+		t.Fatalf("due = %v, want only the message with a recipient not waiting", due)
+	}
+	lanes, err := e.s.Lanes()
+	if err != nil || len(lanes) != 1 || lanes[0] != "p|gmail" {
+		t.Fatalf("lanes = %v, %v", lanes, err)
+	}
+	w, err := e.s.Waiting("p|gmail", 10, nil)
+	if err != nil || len(w) != 2 || w[0].ID != hi.ID || w[1].ID != lo.ID {
+		t.Fatalf("waiting = %v, %v (want the higher priority first)", w, err)
+	}
+	if n := e.s.CountWaiting("p|gmail"); n != 2 {
+		t.Fatalf("count = %d", n)
+	}
+	// Survives a restart.
+	e.reopen(t, 0)
+	if w, _ := e.s.Waiting("p|gmail", 10, func(id string) bool { return id == hi.ID }); len(w) != 1 || w[0].ID != lo.ID {
+		t.Fatalf("after reopen, skipping hi: %v", w)
+	}
+	// Taken from the lane: back in the schedule.
+	m, _ := e.s.Get(lo.ID)
+	m.Rcpts[0].Wait = ""
+	if err := e.s.Save(m); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.s.CountWaiting("p|gmail"); n != 1 {
+		t.Fatalf("count after taking one = %d", n)
+	}
+	due, _ = e.s.Due(time.Time{}, t0, 10, nil)
+	if len(due) != 2 {
+		t.Fatalf("due after taking = %d", len(due))
+	}
+	// Deleting removes the lane keys too.
+	h, _ := e.s.Get(hi.ID)
+	if err := e.s.Delete(h); err != nil {
+		t.Fatal(err)
+	}
+	if lanes, _ := e.s.Lanes(); len(lanes) != 0 {
+		t.Fatalf("lanes after delete = %v", lanes)
+	}
+}
