@@ -108,13 +108,76 @@ func (c *Classifier) ParseBounce(raw []byte) (*Report, error) {
 		Original:     m.Original,
 		Bounces:      []Bounce{},
 	}
+	memo := &bounceMemo{words: map[string]wordsInfo{}, decisions: map[decisionKey]memoDecision{}}
 	for _, rc := range m.Recipients {
-		rep.Bounces = append(rep.Bounces, c.bounceFor(m, rc))
+		rep.Bounces = append(rep.Bounces, c.bounceFor(m, rc, memo))
 	}
 	return rep, nil
 }
 
-func (c *Classifier) bounceFor(m *dsn.Message, rc dsn.Recipient) Bounce {
+// bounceMemo keeps, within one report, what was read from text shared by
+// many recipients (a report of a thousand recipients repeats one notice and
+// often one diagnostic), so that each is read once.
+type bounceMemo struct {
+	words     map[string]wordsInfo
+	decisions map[decisionKey]memoDecision
+}
+
+type wordsInfo struct {
+	context, command, host string
+	cut                    bool
+}
+
+type decisionKey struct {
+	code                     int
+	enhanced, command, host  string
+	line                     string
+	final, temporary, second bool
+}
+
+type memoDecision struct {
+	d       Decision
+	textual bool
+}
+
+// readWords returns the report's joined words about a recipient and the
+// SMTP stage and remote host they name. The context is often shared by every
+// recipient of a report and is read once; the diagnostic, written after it,
+// names the stage when the context does not end the question (a transcript's
+// failure reply does).
+func (c *Classifier) readWords(memo *bounceMemo, context, diagnostic string) wordsInfo {
+	w, ok := memo.words[context]
+	if !ok {
+		w.context = joinReplyLines(oneLine(context, 8000))
+		// The words that name the stage and the host are near the
+		// reply; a long report is read only in its first part.
+		words := firstN(context, 8000)
+		w.command, w.cut = c.commandCut(words)
+		w.host = hostIn(words)
+		memo.words[context] = w
+	}
+	if !w.cut {
+		if cmd := c.commandIn(diagnostic); cmd != "" {
+			w.command = cmd
+		}
+	}
+	if w.host == "" {
+		w.host = hostIn(diagnostic)
+	}
+	return w
+}
+
+func (c *Classifier) classifyMemo(memo *bounceMemo, r Reply, final, second bool) (Decision, bool) {
+	k := decisionKey{r.Code, r.Enhanced, r.Command, r.Host, r.Line, final, r.Temporary, second}
+	if m, ok := memo.decisions[k]; ok {
+		return m.d, m.textual
+	}
+	d, textual := c.classify(r, final, true)
+	memo.decisions[k] = memoDecision{d, textual}
+	return d, textual
+}
+
+func (c *Classifier) bounceFor(m *dsn.Message, rc dsn.Recipient, memo *bounceMemo) Bounce {
 	b := Bounce{
 		Recipient:    strings.Trim(rc.Address, "<> "),
 		DSNAction:    rc.Action,
@@ -147,7 +210,8 @@ func (c *Classifier) bounceFor(m *dsn.Message, rc dsn.Recipient) Bounce {
 	}
 
 	diag := joinReplyLines(rc.Diagnostic)
-	context := joinReplyLines(oneLine(rc.Context, 8000))
+	w := c.readWords(memo, rc.Context, rc.Diagnostic)
+	context := w.context
 	if diag == "" {
 		diag = context
 	}
@@ -175,10 +239,10 @@ func (c *Classifier) bounceFor(m *dsn.Message, rc dsn.Recipient) Bounce {
 		Enhanced: enhanced,
 		Line:     diag,
 		Host:     rc.RemoteMTA,
-		Command:  c.commandIn(rc.Context + "\n" + diag),
+		Command:  w.command,
 	}
 	if r.Host == "" {
-		r.Host = hostIn(rc.Context + "\n" + diag)
+		r.Host = w.host
 		if b.RemoteMTA == "" && looksLikeHostName(r.Host) {
 			b.RemoteMTA = r.Host
 		}
@@ -200,14 +264,17 @@ func (c *Classifier) bounceFor(m *dsn.Message, rc dsn.Recipient) Bounce {
 	// failure was temporary.
 	r.Temporary = rc.Action == "delayed" || strings.HasPrefix(enhanced, "4.")
 
-	d, textual := c.classify(r, final, true)
+	d, textual := c.classifyMemo(memo, r, final, false)
 	if !textual {
 		// The diagnostic alone said nothing a rule knows: read the
 		// report's words about this recipient too.
 		if context != "" && context != strings.TrimSpace(diag) {
+			// The diagnostic matched no words rule, so the first rule
+			// that matches both is the first that matches the context:
+			// classify the context alone, which many recipients share.
 			r2 := r
-			r2.Line = diag + " " + context
-			if d2, ok := c.classify(r2, final, true); ok {
+			r2.Line = context
+			if d2, ok := c.classifyMemo(memo, r2, final, true); ok {
 				d = d2
 			}
 		}
@@ -236,6 +303,13 @@ func ParseQuotedReply(command, text string) Reply {
 	}
 	r.Line = line
 	return r
+}
+
+func firstN(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
 }
 
 // oneLine collapses whitespace and caps the length.

@@ -389,3 +389,31 @@ func TestParseQuotedReply(t *testing.T) {
 		t.Errorf("joined line %q", r.Line)
 	}
 }
+
+// TestManyRecipientsLongNotice: the most recipients kiln reads, each with a
+// long shared notice, stay within a second or so.
+func TestManyRecipientsLongNotice(t *testing.T) {
+	var b bytes.Buffer
+	b.WriteString("From: MAILER-DAEMON@x.example\r\nSubject: Undelivered Mail\r\nContent-Type: multipart/report; boundary=m\r\n\r\n--m\r\nContent-Type: text/plain\r\n\r\n")
+	for b.Len() < 60<<10 {
+		b.WriteString("The mail system could not deliver your message; the reasons follow below, with details. ")
+	}
+	b.WriteString("\r\n--m\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; x.example\r\n\r\n")
+	for i := 0; i < 3000; i++ {
+		fmt.Fprintf(&b, "Final-Recipient: rfc822; u%d@dest.example\r\nAction: failed\r\nStatus: 5.0.0\r\nDiagnostic-Code: smtp; 550 rejected for reasons of its own (%d)\r\n\r\n", i, i)
+	}
+	b.WriteString("--m--\r\n")
+	start := time.Now()
+	rep, err := ParseBounce(b.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	elapsed := time.Since(start)
+	if len(rep.Bounces) != 1000 || !rep.Truncated {
+		t.Errorf("%d bounces, truncated=%v: want the first 1000, marked truncated", len(rep.Bounces), rep.Truncated)
+	}
+	if elapsed > 10*time.Second && !raceEnabled {
+		t.Errorf("took %v", elapsed)
+	}
+	t.Logf("%d bounces in %v", len(rep.Bounces), elapsed)
+}

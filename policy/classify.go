@@ -340,11 +340,19 @@ func (c *Classifier) decide(reason, ruleName string, r Reply, stOK, permanent, s
 // commandIn returns the SMTP command a bounce report's words say the quoted
 // reply answered, or "" when they do not say.
 func (c *Classifier) commandIn(text string) string {
+	cmd, _ := c.commandCut(text)
+	return cmd
+}
+
+// commandCut is commandIn that also says whether the text holds a
+// transcript's failure reply, after which nothing can name the stage.
+func (c *Classifier) commandCut(text string) (string, bool) {
 	text = strings.ToLower(strings.Join(strings.Fields(text), " "))
 	// In a session transcript (">>> RCPT TO", "<<< 550 ...") the failing
 	// command is the last one before the first failure reply.
+	cut := false
 	if loc := transcriptFailure.FindStringIndex(text); loc != nil {
-		text = text[:loc[0]]
+		text, cut = text[:loc[0]], true
 	}
 	best, at := "", -1
 	for _, h := range c.commands {
@@ -355,7 +363,7 @@ func (c *Classifier) commandIn(text string) string {
 			}
 		}
 	}
-	return best
+	return best, cut
 }
 
 var transcriptFailure = regexp.MustCompile(`<<< [45][0-9][0-9]`)
