@@ -137,6 +137,7 @@ type Store struct {
 	closed  bool
 
 	sweepMu sync.Mutex // one sweep at a time
+	sweptTo []byte     // where the last sweep stopped; under sweepMu
 
 	kick    chan struct{}
 	flushRq chan chan struct{}
@@ -683,6 +684,10 @@ func (s *Store) Sweep(ctx context.Context) (int, error) {
 	cutoff := s.clk.Now().Add(-s.opts.Retention)
 	end := makeSuffix(cutoff, 0)
 	total := 0
+	// Start where the last sweep stopped: the keys before it are deleted,
+	// and badger would still step over their tombstones until compaction.
+	// Events are stamped when they happen, so none arrives behind it.
+	start := append(slices.Clip(prefixEvent), s.sweptTo...)
 	for {
 		if err := ctx.Err(); err != nil {
 			return total, err
@@ -691,7 +696,7 @@ func (s *Store) Sweep(ctx context.Context) (int, error) {
 		err := s.db.View(func(txn *badger.Txn) error {
 			it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixEvent, PrefetchValues: true, PrefetchSize: 256})
 			defer it.Close()
-			for it.Seek(prefixEvent); it.ValidForPrefix(prefixEvent) && len(keys) < sweepBatch*6; it.Next() {
+			for it.Seek(start); it.ValidForPrefix(prefixEvent) && len(keys) < sweepBatch*6; it.Next() {
 				item := it.Item()
 				k := item.Key()
 				if len(k) != len(prefixEvent)+suffixLen {
@@ -726,6 +731,9 @@ func (s *Store) Sweep(ctx context.Context) (int, error) {
 			return total, err
 		}
 		if len(keys) == 0 {
+			if bytes.Compare(s.sweptTo, end[:]) < 0 {
+				s.sweptTo = end[:]
+			}
 			return total, nil
 		}
 		w := newTxnWriter(s.db)

@@ -245,11 +245,14 @@ func TestOutageThenRecovery(t *testing.T) {
 	}
 	d.Flush()
 
-	// Refused connections: wait for every endpoint to have failed a few
-	// times, moving the clock through the backoffs.
+	// Refused connections for an hour: every endpoint fails again and
+	// again as the clock moves through the backoffs.
 	pump(t, clk, 30*time.Second, func() bool {
+		if clk.Now().Sub(t0) < time.Hour {
+			return false
+		}
 		for _, e := range d.Stats().Endpoints {
-			if e.FailedPosts < 2 {
+			if e.FailedPosts < 10 {
 				return false
 			}
 		}
