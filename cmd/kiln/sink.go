@@ -80,16 +80,16 @@ accepted message as DIR/START-QUEUEID.eml. SIGINT or SIGTERM stops the sink.
 				if len(args) > 1 {
 					return usagef("want at most one rules file")
 				}
-				f := &smtpsink.File{Listen: []string{"127.0.0.1:2525"}}
+				f, _ := smtpsink.Parse("", nil)
 				if len(args) == 1 {
 					var err error
 					if f, err = smtpsink.Load(args[0]); err != nil {
 						fmt.Fprintln(os.Stderr, err)
 						return exitError{1}
 					}
-					if len(f.Listen) == 0 && len(f.ListenTLS) == 0 {
-						f.Listen = []string{"127.0.0.1:2525"}
-					}
+				}
+				if len(f.Listen) == 0 && len(f.ListenTLS) == 0 {
+					f.Listen = []string{"127.0.0.1:2525"}
 				}
 				if *check {
 					if len(args) == 0 {

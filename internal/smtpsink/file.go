@@ -140,7 +140,7 @@ func Load(path string) (*File, error) {
 // paths in it (certificate, key) are taken as they are, from the working
 // directory.
 func Parse(name string, data []byte) (*File, error) {
-	f := &File{Path: name}
+	f := &File{Path: name, Output: FileOutput{Every: Duration(10 * time.Second)}}
 	dec := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields()
 	if err := dec.Decode(f); err != nil {
 		return nil, decodeError(name, err)
