@@ -269,7 +269,6 @@ func (s *Store) Stats() Stats {
 
 func (s *Store) writer() {
 	defer s.done.Done()
-	defer s.recoverPanic("writer")
 	t := time.NewTicker(s.opts.FlushEvery)
 	defer t.Stop()
 	for {
@@ -290,13 +289,14 @@ func (s *Store) writer() {
 
 func (s *Store) recoverPanic(what string) {
 	if r := recover(); r != nil {
-		s.log.Error("event store goroutine panicked", "goroutine", what, "panic", r, "stack", string(debug.Stack()))
+		s.log.Error("event store panicked", "in", what, "panic", r, "stack", string(debug.Stack()))
 	}
 }
 
 // flush writes the buffer in one transaction (more if badger says it is too
 // big), swapping buffers so Handle never waits for the disk.
 func (s *Store) flush() {
+	defer s.recoverPanic("writer")
 	s.mu.Lock()
 	batch := s.pending
 	s.pending = s.spare[:0]
@@ -659,11 +659,13 @@ func (s *Store) ByMessage(ctx context.Context, id string) ([]events.Event, error
 
 func (s *Store) sweeper() {
 	defer s.done.Done()
-	defer s.recoverPanic("sweeper")
 	for {
-		if _, err := s.Sweep(context.Background()); err != nil {
-			s.log.Error("event retention sweep failed", "err", err)
-		}
+		func() {
+			defer s.recoverPanic("sweeper")
+			if _, err := s.Sweep(context.Background()); err != nil {
+				s.log.Error("event retention sweep failed", "err", err)
+			}
+		}()
 		select {
 		case <-s.clk.After(s.opts.SweepEvery):
 		case <-s.stop:

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"sync"
 	"time"
 
 	"kiln/events/webhook"
@@ -14,6 +15,7 @@ import (
 // already seen: kiln sends again whatever it got no 2xx for.
 func ExampleVerify() {
 	const secret = "the secret of this [[webhook]] entry"
+	var mu sync.Mutex
 	seen := map[string]bool{} // a real receiver keeps this in its database
 	http.HandleFunc("/kiln", func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(io.LimitReader(r.Body, 10<<20))
@@ -30,6 +32,8 @@ func ExampleVerify() {
 			http.Error(w, "bad json", http.StatusBadRequest)
 			return
 		}
+		mu.Lock()
+		defer mu.Unlock()
 		for _, p := range batch {
 			if seen[p.EventID] {
 				continue
