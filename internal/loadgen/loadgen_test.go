@@ -110,7 +110,7 @@ func TestErrorsByReplyMatchTheSink(t *testing.T) {
 	s := sink(t, smtpsink.Config{TLS: smtpsink.TLSOff, Seed: 11, Rules: []smtpsink.Rule{
 		{Stage: smtpsink.StageRcpt, Match: "unknown*@*", Code: 550, Enhanced: "5.1.1"},
 		{Stage: smtpsink.StageData, Share: 0.2, Code: 451, Enhanced: "4.3.0"},
-		{Stage: smtpsink.StageConnect, Share: 0.1, Code: 421, Enhanced: "4.7.0"},
+		{Stage: smtpsink.StageConnect, Share: 0.3, Code: 421, Enhanced: "4.7.0"},
 	}})
 	rep := runT(t, Config{Addr: s.Addr(), Concurrency: 3, Messages: 150, PerConn: 5, Rcpts: 2,
 		Locals: []string{"rcpt", "unknown", "rcpt"}})

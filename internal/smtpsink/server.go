@@ -202,7 +202,8 @@ type Server struct {
 	attempts []Message
 	stats    Stats
 	refused  map[string]int // scripted refusals by "stage code"
-	changed  chan struct{}  // closed and replaced whenever a record changes
+	conns    map[*mxConn]struct{}
+	changed  chan struct{} // closed and replaced whenever a record changes
 	nextID   int
 }
 
@@ -251,6 +252,7 @@ func New(cfg Config) (*Server, error) {
 		rng:     rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x6b696c6e73696e6b)),
 		thr:     newThrottles(append([]Throttle(nil), cfg.Throttles...)),
 		refused: map[string]int{},
+		conns:   map[*mxConn]struct{}{},
 	}
 	if s.clk == nil {
 		s.clk = clock.Real{}
@@ -391,7 +393,42 @@ func (s *Server) Close() error {
 		}
 	}
 	s.srv.Close() // the connections; its listeners are closed already
+	s.mu.Lock()
+	left := make([]*mxConn, 0, len(s.conns))
+	for c := range s.conns {
+		left = append(left, c)
+	}
+	s.mu.Unlock()
+	for _, c := range left { // those go-smtp had not taken over yet
+		c.Close()
+	}
 	return err
+}
+
+// Shutdown stops accepting connections and waits for the open ones to end
+// (the client says QUIT, or gives up) until ctx ends; then it closes what is
+// left, as Close does. Replies already decided, such as the 250 to a message
+// just recorded, still reach their clients.
+func (s *Server) Shutdown(ctx context.Context) error {
+	for _, l := range s.lns {
+		l.Listener.Close()
+	}
+	for {
+		s.mu.Lock()
+		n, ch := len(s.conns), s.changed
+		s.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		select {
+		case <-ch:
+			continue
+		case <-ctx.Done():
+		case <-s.done:
+		}
+		break
+	}
+	return s.Close()
 }
 
 // SetRules replaces the script; the Times counters start again.
@@ -639,11 +676,12 @@ func (l *listener) Accept() (net.Conn, error) {
 		s.mu.Lock()
 		s.stats.Sessions++
 		st := &connState{id: s.stats.Sessions, closed: make(chan struct{}), ip: hostOf(c.RemoteAddr())}
+		mc := &mxConn{Conn: c, s: s, st: st}
+		st.conn = mc
+		s.conns[mc] = struct{}{}
 		s.signalLocked()
 		s.mu.Unlock()
 		rp, r, ok := s.decide(StageConnect, "", st.ip)
-		mc := &mxConn{Conn: c, s: s, st: st}
-		st.conn = mc
 		var conn net.Conn = mc
 		if l.tls {
 			conn = tls.Server(mc, l.tlsConfig)
@@ -744,7 +782,13 @@ func (c *mxConn) Write(b []byte) (int, error) {
 }
 
 func (c *mxConn) Close() error {
-	c.st.closeOnce.Do(func() { close(c.st.closed) })
+	c.st.closeOnce.Do(func() {
+		close(c.st.closed)
+		c.s.mu.Lock()
+		delete(c.s.conns, c)
+		c.s.signalLocked()
+		c.s.mu.Unlock()
+	})
 	return c.Conn.Close()
 }
 
@@ -866,11 +910,11 @@ func (se *session) Data(r io.Reader) error {
 		buf.ReadFrom(io.LimitReader(r, d.rule.DropAfter))
 		s.release(d, se.st.ip)
 		s.sleep(se.st, d.rule.Delay)
-		se.drop(true)
 		m.Data, m.Dropped, m.Partial, m.At = buf.Bytes(), true, true, time.Now()
 		if s.cfg.OnMessage != nil {
 			s.cfg.OnMessage(&m)
 		}
+		se.drop(true)
 		return errDropped
 	}
 
@@ -898,9 +942,9 @@ func (se *session) Data(r io.Reader) error {
 		rp, refusal = d.reply, true
 	case d.ruled && d.rule.Drop:
 		s.release(d, se.st.ip)
-		se.drop(false)
 		m.Dropped = true
-		s.record(&m, StageData, 0, false)
+		s.record(&m, StageData, 0, false) // before the close, so a client that sees it finds the record
+		se.drop(false)
 		return errDropped
 	case d.ruled && d.rule.Code != 0 && d.rule.Code/100 != 2:
 		rp, refusal = d.rule.reply(d.addr, se.st.ip), true

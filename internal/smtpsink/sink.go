@@ -238,7 +238,7 @@ func (k *Sink) Run(ctx context.Context, out io.Writer, every time.Duration, maxM
 				fmt.Fprintf(out, "counters file: %v\n", err)
 			}
 		case <-ctx.Done():
-			k.Close()
+			k.shutdown()
 			fmt.Fprintln(out, k.Report())
 			if err := k.WriteCounters(); err != nil {
 				return fmt.Errorf("counters file: %w", err)
@@ -246,6 +246,18 @@ func (k *Sink) Run(ctx context.Context, out io.Writer, every time.Duration, maxM
 			return nil
 		}
 	}
+}
+
+// ShutdownGrace is how long Run waits at the end for clients to finish
+// their sessions before it closes their connections.
+var ShutdownGrace = time.Second
+
+// shutdown lets the replies in flight go out, then closes everything.
+func (k *Sink) shutdown() {
+	ctx, cancel := context.WithTimeout(context.Background(), ShutdownGrace)
+	defer cancel()
+	k.Server.Shutdown(ctx)
+	k.closeLog()
 }
 
 // Close stops the server and closes the log.
