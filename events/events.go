@@ -25,6 +25,7 @@ const (
 	Suppressed  = "suppressed" // an address was added to the suppression list
 	Complaint   = "spamreport" // a recipient reported the message as spam
 	Unsubscribe = "unsubscribe"
+	Warmup      = "warmup" // an egress's warm-up changed state at a provider
 )
 
 // Event is one state change of one message (for one recipient, where that

@@ -24,23 +24,51 @@ type site struct {
 	// inflight counts jobs released to ch whose result has not come back.
 	inflight  int
 	workers   int
+	maxConns  int // connections at most
+	perConn   int // messages per connection
 	downUntil time.Time
 	downReply policy.Reply
 	idleSince time.Time
 }
 
-func (s *scheduler) siteFor(d *Destination) *site {
-	st := s.sites[d.Key]
+// siteFor returns the connections from egress e to destination d. The
+// connection limit and messages per connection are the configured ones,
+// lowered by the provider's shaping when warm-up knows the site.
+func (s *scheduler) siteFor(d *Destination, e *Egress, wsite string) *site {
+	key := d.Key + "@" + e.Name
+	st := s.sites[key]
 	if st == nil {
 		per := s.srv.cfg.Delivery.MaxConnectionsPerDestination
-		st = &site{key: d.Key, dest: d, egress: s.srv.defaultEgress, ch: make(chan *job, 2*per), quit: make(chan struct{})}
-		s.sites[d.Key] = st
+		perConn := s.srv.cfg.Delivery.MaxMessagesPerConnection
+		if wsite != "" && s.srv.warm != nil {
+			sh := s.srv.warm.Shaping(e.Name, wsite, s.clk.Now())
+			if sh.Connections > 0 && sh.Connections < per {
+				per = sh.Connections
+			}
+			if sh.MessagesPerConnection > 0 && sh.MessagesPerConnection < perConn {
+				perConn = sh.MessagesPerConnection
+			}
+		}
+		st = &site{key: key, dest: d, egress: e, maxConns: per, perConn: perConn, ch: make(chan *job, 2*per), quit: make(chan struct{})}
+		s.sites[key] = st
 	}
 	return st
 }
 
-func (s *scheduler) enqueueJob(d *Destination, j *job) {
-	st := s.siteFor(d)
+// enqueueJob sends a routed job on its way: through warm-up when it
+// applies, else straight to the default egress's connections.
+func (s *scheduler) enqueueJob(cr cachedRoute, j *job) {
+	if s.srv.warmActive && cr.site != "" {
+		s.admitWarm(cr, j)
+		return
+	}
+	j.egress = s.srv.defaultEgress
+	s.toSite(cr.dest, j)
+}
+
+// toSite queues a job on the connections from its egress to d.
+func (s *scheduler) toSite(d *Destination, j *job) {
+	st := s.siteFor(d, j.egress, j.wsite)
 	if s.clk.Now().Before(st.downUntil) {
 		reply := st.downReply
 		s.srv.async("record failure", func() { s.srv.completeJob(j, uniform(len(j.rcpts), reply), ConnInfo{}, nil) })
@@ -62,9 +90,8 @@ func (s *scheduler) pump(st *site) {
 		st.ch <- j
 		st.inflight++
 	}
-	per := s.srv.cfg.Delivery.MaxConnectionsPerDestination
 	total := s.srv.cfg.Delivery.MaxConnections
-	for st.workers < per && st.workers < st.inflight && s.conns < total && !s.stopping {
+	for st.workers < st.maxConns && st.workers < st.inflight && s.conns < total && !s.stopping {
 		st.workers++
 		s.conns++
 		w := &worker{s: s, st: st}
@@ -174,7 +201,7 @@ func (w *worker) run() {
 func (w *worker) do(j *job) bool {
 	srv := w.s.srv
 	ctx := srv.ctx
-	if w.conn != nil && w.sent >= srv.cfg.Delivery.MaxMessagesPerConnection {
+	if w.conn != nil && w.sent >= w.st.perConn {
 		w.conn.Close()
 		w.conn = nil
 	}
@@ -183,6 +210,8 @@ func (w *worker) do(j *job) bool {
 		conn, fail := srv.wire.Dial(dctx, w.st.dest, w.st.egress)
 		cancel()
 		if conn == nil {
+			// Never offered to the remote: the warm-up count goes back.
+			srv.releaseGrants(j)
 			srv.completeJob(j, uniform(len(j.rcpts), fail), ConnInfo{}, &fail)
 			return false
 		}

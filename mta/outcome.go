@@ -36,6 +36,7 @@ func (srv *Server) completeJob(j *job, replies []policy.Reply, info ConnInfo, si
 			reply.Host = info.Host
 		}
 		d := srv.classify(reply)
+		srv.observe(j, d, now)
 		r.Attempts++
 		r.Code, r.Enhanced, r.Line, r.Host = reply.Code, reply.Enhanced, reply.Line, reply.Host
 		r.Reason, r.Rule, r.Updated = d.Reason, d.Rule, now
@@ -43,7 +44,7 @@ func (srv *Server) completeJob(j *job, replies []policy.Reply, info ConnInfo, si
 			Time: now, ID: m.ID, MessageID: m.MessageID, Account: m.Account, From: m.From,
 			Recipient: r.Addr, Attempt: r.Attempts, RemoteHost: reply.Host, TLS: info.TLS,
 			Code: reply.Code, Enhanced: reply.Enhanced, Reply: reply.Line, Reason: d.Reason, Hard: d.Hard,
-			Rule: d.Rule, Site: siteKey(j), QueueMs: now.Sub(m.Created).Milliseconds(), Tags: m.Tags, Metadata: m.Metadata,
+			Rule: d.Rule, Site: siteKey(j), Egress: egressName(j), QueueMs: now.Sub(m.Created).Milliseconds(), Tags: m.Tags, Metadata: m.Metadata,
 		}
 		if info.IP.IsValid() {
 			ev.RemoteIP = info.IP.String()
@@ -178,7 +179,17 @@ func (srv *Server) emitMessage(m *queue.Message, typ, detail string) {
 		Account: m.Account, From: m.From, Detail: detail, Tags: m.Tags, Metadata: m.Metadata})
 }
 
+func egressName(j *job) string {
+	if j.egress != nil {
+		return j.egress.Name
+	}
+	return ""
+}
+
 func siteKey(j *job) string {
+	if j.wsite != "" {
+		return j.wsite
+	}
 	if j.site != nil {
 		return j.site.key
 	}

@@ -11,6 +11,7 @@ import (
 	"kiln/internal/clock"
 	"kiln/policy"
 	"kiln/queue"
+	"kiln/warmup"
 )
 
 // leaseTTL is how far ahead a message's schedule key moves while the
@@ -45,7 +46,9 @@ type scheduler struct {
 	waiting    map[string][]*job // domain -> jobs waiting for a route
 	routes     map[string]cachedRoute
 	busy       map[string]bool // ids an operator action is changing: not to be taken
-	conns      int             // outbound connections in total
+	lanes      map[string]*lane
+	laneWake   laneHeap
+	conns      int // outbound connections in total
 	scanNeeded bool
 	stopping   bool
 
@@ -76,10 +79,14 @@ type entry struct {
 	// the one notice sent when the round ends.
 	failed  []int
 	dropped bool // an operator dropped it while it was in flight
+	// grants are warm-up reservations already made for recipients taken
+	// from a lane, used by their jobs instead of asking again.
+	grants map[int]warmup.Decision
 }
 
 type cachedRoute struct {
 	dest    *Destination
+	site    string // the warm-up site (provider or MX set); "" when warm-up does not apply
 	fail    *policy.Reply
 	expires time.Time
 }
@@ -91,6 +98,11 @@ type job struct {
 	domain string
 	rcpts  []int
 	site   *site
+	// egress sends the job; wsite is its warm-up site and grants its
+	// reservations (one per recipient), when warm-up applies.
+	egress *Egress
+	wsite  string
+	grants []warmup.Decision
 }
 
 type jobResult struct {
@@ -103,6 +115,7 @@ type jobResult struct {
 type routeResult struct {
 	domain string
 	dest   *Destination
+	site   string
 	ttl    time.Duration
 	fail   *policy.Reply
 }
@@ -123,6 +136,7 @@ func newScheduler(srv *Server, maxActive int) *scheduler {
 		waiting:    map[string][]*job{},
 		routes:     map[string]cachedRoute{},
 		busy:       map[string]bool{},
+		lanes:      map[string]*lane{},
 		scanNeeded: true,
 	}
 }
@@ -170,7 +184,13 @@ func (s *scheduler) run(ctx context.Context) {
 	s.wakeTimer.Stop()
 	full := time.NewTicker(fullScanEvery)
 	defer full.Stop()
+	if s.srv.warmActive {
+		s.restoreLanes()
+	}
 	for {
+		if !s.stopping {
+			s.wakeLanes(s.clk.Now())
+		}
 		if s.scanNeeded && !s.stopping {
 			s.scan()
 		}
@@ -207,14 +227,19 @@ func (s *scheduler) learnDue(t time.Time) {
 	}
 }
 
-// arm sets the wake-up for nextDue, re-arming only when it changed. The real
-// timer follows the wall clock; a fake clock's After follows the test.
+// arm sets the wake-up for the earlier of the index's next due message and
+// the next lane to wake, re-arming only when that changed. The real timer
+// follows the wall clock; a fake clock's After follows the test.
 func (s *scheduler) arm() {
-	if s.nextDue.IsZero() || s.nextDue.Equal(s.armedFor) {
+	next := s.nextDue
+	if len(s.laneWake) > 0 && (next.IsZero() || s.laneWake[0].wakeAt.Before(next)) {
+		next = s.laneWake[0].wakeAt
+	}
+	if next.IsZero() || next.Equal(s.armedFor) {
 		return
 	}
-	s.armedFor = s.nextDue
-	d := s.nextDue.Sub(s.clk.Now())
+	s.armedFor = next
+	d := next.Sub(s.clk.Now())
 	if d < 10*time.Millisecond {
 		d = 10 * time.Millisecond
 	}
@@ -344,7 +369,7 @@ func (s *scheduler) routeJob(j *job) {
 			s.srv.async("record failure", func() { s.srv.completeJob(j, uniform(len(j.rcpts), fail), ConnInfo{}, nil) })
 			return
 		}
-		s.enqueueJob(cr.dest, j)
+		s.enqueueJob(cr, j)
 		return
 	}
 	first := len(s.waiting[j.domain]) == 0
@@ -355,8 +380,16 @@ func (s *scheduler) routeJob(j *job) {
 			ctx, cancel := context.WithTimeout(s.srv.ctx, 2*time.Minute)
 			defer cancel()
 			dest, ttl, fail := s.srv.router.route(ctx, domain)
+			site := ""
+			if dest != nil && strings.HasPrefix(dest.Key, "mx:") && s.srv.warm != nil {
+				names := make([]string, len(dest.Hosts))
+				for i, h := range dest.Hosts {
+					names[i] = h.Name
+				}
+				site = s.srv.warm.Site(domain, names)
+			}
 			select {
-			case s.routed <- &routeResult{domain: domain, dest: dest, ttl: ttl, fail: fail}:
+			case s.routed <- &routeResult{domain: domain, dest: dest, site: site, ttl: ttl, fail: fail}:
 			case <-s.done:
 			}
 		})
@@ -368,8 +401,9 @@ func (s *scheduler) handleRouted(r *routeResult) {
 	if r.fail != nil && r.fail.Code == 0 {
 		ttl = time.Minute // a temporary DNS failure is asked again soon
 	}
+	cr := cachedRoute{dest: r.dest, site: r.site, fail: r.fail, expires: s.clk.Now().Add(ttl)}
 	if ttl > 0 {
-		s.routes[r.domain] = cachedRoute{dest: r.dest, fail: r.fail, expires: s.clk.Now().Add(ttl)}
+		s.routes[r.domain] = cr
 	}
 	jobs := s.waiting[r.domain]
 	delete(s.waiting, r.domain)
@@ -379,7 +413,7 @@ func (s *scheduler) handleRouted(r *routeResult) {
 			s.srv.async("record failure", func() { s.srv.completeJob(j, uniform(len(j.rcpts), fail), ConnInfo{}, nil) })
 			continue
 		}
-		s.enqueueJob(r.dest, j)
+		s.enqueueJob(cr, j)
 	}
 	if len(s.routes) > 100000 {
 		s.reapRoutes()

@@ -24,6 +24,7 @@ import (
 	"kiln/mta/resolve"
 	"kiln/policy"
 	"kiln/queue"
+	"kiln/warmup"
 )
 
 // Classifier decides what a reply means (policy.Classifier in production).
@@ -64,6 +65,9 @@ type Server struct {
 	wire       Wire
 	classifier Classifier
 	signer     *dkim.Signer
+	warm       *warmup.Controller
+	warmActive bool // there are [[egress]] addresses: reservations apply
+	egresses   map[string]*Egress
 	sched      *scheduler
 
 	defaultEgress *Egress
@@ -97,6 +101,9 @@ func New(cfg *configs.Config, opts Options) (*Server, error) {
 		authLimit:     newAuthLimiter(cfg.Submission.AuthFailures, cfg.Submission.AuthFailureWindow.D()),
 		classifier:    opts.Classifier,
 		defaultEgress: &Egress{Name: "default", EHLO: cfg.Hostname},
+	}
+	if srv.classifier == nil {
+		srv.classifier = policy.DefaultClassifier()
 	}
 	srv.ctx, srv.cancel = context.WithCancel(context.Background())
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
@@ -146,6 +153,12 @@ func New(cfg *configs.Config, opts Options) (*Server, error) {
 		lookup = resolverLookup(srv.resolver)
 	}
 	srv.router = newRouter(cfg, lookup)
+	srv.egresses = egressesOf(cfg)
+	srv.warmActive = len(cfg.Egress) > 0
+	if srv.warm, err = warmup.New(warmConfig(cfg), srv.db, srv.clk, srv.onWarmupEvent); err != nil {
+		srv.closeStores()
+		return nil, fmt.Errorf("warm-up: %w", err)
+	}
 	srv.wire = opts.Wire
 	if srv.wire == nil {
 		srv.wire = newSMTPWire(srv)
@@ -193,6 +206,13 @@ func (srv *Server) Run(ctx context.Context, ready func()) error {
 	go func() {
 		defer srv.wg.Done()
 		srv.maintain(srv.ctx)
+	}()
+	srv.wg.Add(1)
+	go func() {
+		defer srv.wg.Done()
+		if err := srv.warm.Run(srv.ctx); err != nil && srv.ctx.Err() == nil {
+			srv.log.Error("warm-up controller stopped", "err", err)
+		}
 	}()
 	srv.log.Info("kiln started", "submission", srv.cfg.Submission.Listen, "submission_tls", srv.cfg.Submission.ListenTLS,
 		"admin", srv.cfg.Admin.Listen, "data_dir", srv.cfg.DataDir)
@@ -333,6 +353,10 @@ func (srv *Server) closeStores() error {
 	if srv.evlog != nil {
 		errs = append(errs, srv.evlog.Close())
 		srv.evlog = nil
+	}
+	if srv.warm != nil {
+		errs = append(errs, srv.warm.Close())
+		srv.warm = nil
 	}
 	if srv.store != nil {
 		errs = append(errs, srv.store.Close())

@@ -325,6 +325,7 @@ func (srv *Server) accept(in *incoming) error {
 	if in.account != nil {
 		m.Account = in.account.name
 		m.Notices = in.account.notices
+		m.Pool = in.account.pool
 	}
 	for _, r := range in.rcpts {
 		m.Rcpts = append(m.Rcpts, queue.Rcpt{Addr: r})
