@@ -68,6 +68,7 @@ func (srv *Server) adminHandler() http.Handler {
 	mux.HandleFunc("POST /api/v1/queue/release", srv.handleRelease)
 	mux.HandleFunc("POST /api/v1/queue/flush", srv.handleFlush)
 	mux.HandleFunc("POST /api/v1/queue/drop", srv.handleDrop)
+	srv.mountWarmup(mux)
 	return mux
 }
 

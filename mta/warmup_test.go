@@ -1,7 +1,9 @@
 package mta
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"testing"
 	"time"
 
@@ -33,10 +35,13 @@ func warmWorld(t *testing.T) (*world, *fakemx.Server, *fakemx.Server) {
 // midnight, letting kiln work at each step.
 func (w *world) runDay() {
 	now := w.clk.Now()
-	midnight := time.Date(now.Year(), now.Month(), now.Day()+1, 0, 0, 0, 0, time.UTC)
-	for w.clk.Now().Before(midnight) {
+	w.runUntil(time.Date(now.Year(), now.Month(), now.Day()+1, 0, 0, 0, 0, time.UTC))
+}
+
+func (w *world) runUntil(end time.Time) {
+	for w.clk.Now().Before(end) {
 		step := 20 * time.Minute
-		if d := midnight.Sub(w.clk.Now()); d < step {
+		if d := end.Sub(w.clk.Now()); d < step {
 			step = d
 		}
 		w.advance(step)
@@ -60,10 +65,23 @@ func TestWarmupCapsSpreadAndWait(t *testing.T) {
 	if n := len(google.Messages()); n > 1 {
 		t.Errorf("%d messages to Google at once: the day's cap is not spread", n)
 	}
-	w.runDay()
+	w.runUntil(time.Date(2026, 5, 4, 23, 0, 0, 0, time.UTC))
 	if g, o := len(google.Messages()), len(other.Messages()); g != 3 || o != 4 {
 		t.Fatalf("day 1: Google got %d (cap 3), other got %d (cap 4)", g, o)
 	}
+	// The status the admin API reports counts what the MX hosts received.
+	var st warmup.Status
+	getJSON(t, "http://"+w.srv.AdminAddr()+"/api/v1/warmup/status", &st)
+	sent, caps := map[string]int{}, map[string]int{}
+	for _, e := range st.Egress {
+		for _, s := range e.Sites {
+			sent[s.Site], caps[s.Site] = s.Sent, s.Cap
+		}
+	}
+	if sent["google"] != 3 || caps["google"] != 3 || sent["mx:mx4.other.test"] != 4 {
+		t.Fatalf("status after day 1: sent %v, caps %v", sent, caps)
+	}
+	w.runDay()
 	total, _, _ := w.srv.store.Count()
 	if total != 13 {
 		t.Fatalf("%d messages queued after day 1, want 13 waiting", total)
@@ -89,8 +107,24 @@ func TestWarmupCapsSpreadAndWait(t *testing.T) {
 	if n := w.count(typed(events.Expired, "")); n != 0 {
 		t.Fatalf("%d messages expired while waiting for the cap", n)
 	}
-	st := w.srv.warm.Status(w.clk.Now())
-	if len(st.Egress) != 1 {
-		t.Fatalf("status: %+v", st)
+	var plan warmup.PlanView
+	getJSON(t, "http://"+w.srv.AdminAddr()+"/api/v1/warmup/plan?egress=out1", &plan)
+	if plan.Egress != "out1" || len(plan.Sites) == 0 {
+		t.Fatalf("plan: %+v", plan)
+	}
+}
+
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %s", url, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatal(err)
 	}
 }
