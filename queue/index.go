@@ -149,7 +149,7 @@ func (s *Store) quarantineWait(id string, reason error) error {
 		if err := txn.Set(quarantineKey(id), val); err != nil {
 			return err
 		}
-		for _, k := range [][]byte{msgKey(id), leaseKey(id), heldKey(id)} {
+		for _, k := range [][]byte{msgKey(id), heldKey(id)} {
 			if err := txn.Delete(k); err != nil {
 				return err
 			}

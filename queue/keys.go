@@ -8,7 +8,6 @@ import (
 var (
 	prefixMsg        = []byte("q/m/")
 	prefixSched      = []byte("q/s/")
-	prefixLease      = []byte("q/l/")
 	prefixHeld       = []byte("q/h/")
 	prefixQuarantine = []byte("q/x/")
 	prefixHoldRule   = []byte("q/r/")
@@ -35,7 +34,6 @@ func lanePrefix(lane string) []byte {
 }
 
 func msgKey(id string) []byte        { return append(append([]byte(nil), prefixMsg...), id...) }
-func leaseKey(id string) []byte      { return append(append([]byte(nil), prefixLease...), id...) }
 func heldKey(id string) []byte       { return append(append([]byte(nil), prefixHeld...), id...) }
 func quarantineKey(id string) []byte { return append(append([]byte(nil), prefixQuarantine...), id...) }
 

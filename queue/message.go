@@ -116,11 +116,10 @@ type Message struct {
 
 	// What the index holds for this message, so an update can remove the
 	// old keys without reading them back.
-	idxSched  bool // a schedule key exists, at idxDue
-	idxDue    time.Time
-	idxLeased bool
-	idxHeld   bool
-	idxLanes  []string
+	idxSched bool // a schedule key exists, at idxDue
+	idxDue   time.Time
+	idxHeld  bool
+	idxLanes []string
 }
 
 // Pending returns the indexes of the recipients still to deliver.
@@ -184,19 +183,19 @@ func (m *Message) Clone() *Message {
 			c.Metadata[k] = v
 		}
 	}
-	c.idxSched, c.idxDue, c.idxLeased, c.idxHeld = m.idxSched, m.idxDue, m.idxLeased, m.idxHeld
+	c.idxSched, c.idxDue, c.idxHeld = m.idxSched, m.idxDue, m.idxHeld
 	c.idxLanes = append([]string(nil), m.idxLanes...)
 	return c
 }
 
 // scheduled reports whether the message belongs in the schedule index: not
-// held, and leased or with a pending recipient that is not waiting in a lane.
+// held, not in the scheduler's hands, and with a pending recipient that is not
+// waiting in a lane. A leased message needs no key: the scheduler holds it,
+// and the lease flag in the record's header makes it due again at the next
+// start if kiln stops before the attempt ends.
 func (m *Message) scheduled() bool {
-	if m.Held {
+	if m.Held || m.Leased {
 		return false
-	}
-	if m.Leased {
-		return true
 	}
 	for i := range m.Rcpts {
 		if !m.Rcpts[i].State.Done() && m.Rcpts[i].Wait == "" {
@@ -226,15 +225,17 @@ func (m *Message) lanes() []string {
 
 // Record encoding:
 //
-//	version (1) | CRC-32C of the rest (4) | body segment (4) | body offset (8)
-//	| body length (8) | body CRC-32C (4) | JSON of the envelope
+//	version (1) | CRC-32C of the rest (4) | flags (1) | body segment (4)
+//	| body offset (8) | body length (8) | body CRC-32C (4) | JSON of the envelope
 //
 // The checksum lets Open tell a damaged record from a good one instead of
 // delivering garbage or silently skipping it; the fixed header lets it count
-// spool references without decoding JSON.
+// spool references and find leased messages without decoding JSON.
 const (
-	recordVersion = 1
-	recordHeader  = 1 + 4 + 4 + 8 + 8 + 4
+	recordVersion = 2
+	recordHeader  = 1 + 4 + 1 + 4 + 8 + 8 + 4
+
+	flagLeased = 1 << 0 // the scheduler held the message when it was written
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -249,37 +250,40 @@ func encodeRecord(m *Message) ([]byte, error) {
 	}
 	out := make([]byte, recordHeader+len(js))
 	out[0] = recordVersion
-	binary.BigEndian.PutUint32(out[5:9], m.Body.Seg)
-	binary.BigEndian.PutUint64(out[9:17], uint64(m.Body.Off))
-	binary.BigEndian.PutUint64(out[17:25], uint64(m.Body.Len))
-	binary.BigEndian.PutUint32(out[25:29], m.Body.CRC)
+	if m.Leased {
+		out[5] |= flagLeased
+	}
+	binary.BigEndian.PutUint32(out[6:10], m.Body.Seg)
+	binary.BigEndian.PutUint64(out[10:18], uint64(m.Body.Off))
+	binary.BigEndian.PutUint64(out[18:26], uint64(m.Body.Len))
+	binary.BigEndian.PutUint32(out[26:30], m.Body.CRC)
 	copy(out[recordHeader:], js)
 	binary.BigEndian.PutUint32(out[1:5], crc32.Checksum(out[5:], castagnoli))
 	return out, nil
 }
 
 // checkRecord verifies a record's checksum and returns its body reference
-// without decoding the JSON.
-func checkRecord(b []byte) (BodyRef, error) {
+// and whether it was leased, without decoding the JSON.
+func checkRecord(b []byte) (BodyRef, bool, error) {
 	if len(b) < recordHeader {
-		return BodyRef{}, fmt.Errorf("%w: record of %d bytes", ErrCorrupt, len(b))
+		return BodyRef{}, false, fmt.Errorf("%w: record of %d bytes", ErrCorrupt, len(b))
 	}
 	if b[0] != recordVersion {
-		return BodyRef{}, fmt.Errorf("%w: unknown record version %d", ErrCorrupt, b[0])
+		return BodyRef{}, false, fmt.Errorf("%w: unknown record version %d", ErrCorrupt, b[0])
 	}
 	if got, want := crc32.Checksum(b[5:], castagnoli), binary.BigEndian.Uint32(b[1:5]); got != want {
-		return BodyRef{}, fmt.Errorf("%w: checksum %08x, want %08x", ErrCorrupt, got, want)
+		return BodyRef{}, false, fmt.Errorf("%w: checksum %08x, want %08x", ErrCorrupt, got, want)
 	}
 	return BodyRef{
-		Seg: binary.BigEndian.Uint32(b[5:9]),
-		Off: int64(binary.BigEndian.Uint64(b[9:17])),
-		Len: int64(binary.BigEndian.Uint64(b[17:25])),
-		CRC: binary.BigEndian.Uint32(b[25:29]),
-	}, nil
+		Seg: binary.BigEndian.Uint32(b[6:10]),
+		Off: int64(binary.BigEndian.Uint64(b[10:18])),
+		Len: int64(binary.BigEndian.Uint64(b[18:26])),
+		CRC: binary.BigEndian.Uint32(b[26:30]),
+	}, b[5]&flagLeased != 0, nil
 }
 
 func decodeRecord(b []byte) (*Message, error) {
-	ref, err := checkRecord(b)
+	ref, _, err := checkRecord(b)
 	if err != nil {
 		return nil, err
 	}
@@ -291,7 +295,7 @@ func decodeRecord(b []byte) (*Message, error) {
 		return nil, fmt.Errorf("%w: record without id or recipients", ErrCorrupt)
 	}
 	m.Body = ref
-	m.idxSched, m.idxDue, m.idxLeased, m.idxHeld = m.scheduled(), m.Due, m.Leased, m.Held
+	m.idxSched, m.idxDue, m.idxHeld = m.scheduled(), m.Due, m.Held
 	m.idxLanes = m.lanes()
 	return m, nil
 }

@@ -26,15 +26,17 @@ func (s *Store) recover() error {
 		err error
 	}
 	var bads []bad
+	var leased []string
 	err := s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixMsg, PrefetchValues: true, PrefetchSize: 256})
 		defer it.Close()
 		for it.Seek(prefixMsg); it.ValidForPrefix(prefixMsg); it.Next() {
 			id := string(it.Item().Key()[len(prefixMsg):])
 			var ref BodyRef
+			var wasLeased bool
 			err := it.Item().Value(func(v []byte) error {
 				var cerr error
-				ref, cerr = checkRecord(v)
+				ref, wasLeased, cerr = checkRecord(v)
 				return cerr
 			})
 			if err == nil {
@@ -49,6 +51,9 @@ func (s *Store) recover() error {
 			}
 			s.sp.ref(ref)
 			rep.Messages++
+			if wasLeased {
+				leased = append(leased, id)
+			}
 		}
 		return nil
 	})
@@ -61,24 +66,12 @@ func (s *Store) recover() error {
 	}
 
 	// Leases left behind belong to attempts the crash interrupted: make
-	// those messages due now so they are retried, not forgotten until the
-	// lease would have run out.
-	var leased []string
-	s.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixLease})
-		defer it.Close()
-		for it.Seek(prefixLease); it.ValidForPrefix(prefixLease); it.Next() {
-			leased = append(leased, string(it.Item().Key()[len(prefixLease):]))
-		}
-		return nil
-	})
+	// those messages due now so they are retried, not forgotten.
 	now := s.clk.Now()
 	var due []*Message
-	var orphans [][]byte
 	for _, id := range leased {
 		m, err := s.Get(id)
 		if err != nil {
-			orphans = append(orphans, leaseKey(id))
 			continue
 		}
 		m.Leased = false
@@ -87,11 +80,10 @@ func (s *Store) recover() error {
 		}
 		due = append(due, m)
 	}
-	if err := s.SaveMany(due); err != nil {
-		return fmt.Errorf("queue recovery: %w", err)
-	}
-	if len(orphans) > 0 {
-		s.deleteKeysAsync(orphans)
+	for start := 0; start < len(due); start += 1000 {
+		if err := s.SaveMany(due[start:min(start+1000, len(due))]); err != nil {
+			return fmt.Errorf("queue recovery: %w", err)
+		}
 	}
 	rep.Leased = len(due)
 	rep.Segments = s.sp.dropUnreferenced()

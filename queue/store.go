@@ -241,9 +241,6 @@ func (s *Store) deleteKeys(txn *badger.Txn, m *Message) error {
 	if m.idxHeld {
 		keys = append(keys, heldKey(m.ID))
 	}
-	if m.idxLeased {
-		keys = append(keys, leaseKey(m.ID))
-	}
 	for _, l := range m.idxLanes {
 		keys = append(keys, laneKey(l, m))
 	}
@@ -256,9 +253,9 @@ func (s *Store) deleteKeys(txn *badger.Txn, m *Message) error {
 }
 
 // putMessage writes m's record and moves its index keys to match its state:
-// a schedule key at Due while it is scheduled (not held; leased, or with a
-// recipient that is not waiting in a lane), a held key while held, a lease
-// key while leased, and a key in each lane its recipients wait in. It runs on
+// a schedule key at Due while it is scheduled (not held, not leased, with a
+// recipient that is not waiting in a lane), a held key while held, and a key
+// in each lane its recipients wait in. It runs on
 // the committer goroutine.
 func (s *Store) putMessage(txn *badger.Txn, m *Message) error {
 	m.mu.Lock()
@@ -290,13 +287,6 @@ func (s *Store) putMessage(txn *badger.Txn, m *Message) error {
 			del = append(del, heldKey(m.ID))
 		}
 	}
-	if m.idxLeased != m.Leased {
-		if m.Leased {
-			set = append(set, leaseKey(m.ID))
-		} else {
-			del = append(del, leaseKey(m.ID))
-		}
-	}
 	lanes := m.lanes()
 	for _, l := range m.idxLanes {
 		if !slices.Contains(lanes, l) {
@@ -318,7 +308,7 @@ func (s *Store) putMessage(txn *badger.Txn, m *Message) error {
 			return err
 		}
 	}
-	m.idxSched, m.idxDue, m.idxHeld, m.idxLeased, m.idxLanes = sched, m.Due, m.Held, m.Leased, lanes
+	m.idxSched, m.idxDue, m.idxHeld, m.idxLanes = sched, m.Due, m.Held, lanes
 	return nil
 }
 
