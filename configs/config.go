@@ -11,13 +11,16 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/pelletier/go-toml/v2"
 
 	"kiln/dkim"
+	"kiln/events/webhook"
 	"kiln/internal/keyerr"
+	"kiln/policy"
 	"kiln/warmup"
 )
 
@@ -39,6 +42,16 @@ type Config struct {
 	Log        Log        `toml:"log"`
 	Routes     []Route    `toml:"route"`
 	Accounts   []Account  `toml:"account"`
+
+	// Bounce is the return path kiln sends with and the listener that
+	// takes bounce reports back.
+	Bounce Bounce `toml:"bounce"`
+	// Events keeps the event history for the API.
+	Events Events `toml:"events"`
+	// Webhooks post events to the account's endpoints.
+	Webhooks []webhook.Config `toml:"webhook"`
+	// Classify extends or overrides the reply classification rules.
+	Classify policy.ClassifyConfig `toml:"classify"`
 
 	// DKIM keys ([[dkim]]) and signing options ([signing]).
 	DKIM    []dkim.KeyConfig   `toml:"dkim"`
@@ -144,6 +157,31 @@ type Log struct {
 	Events string `toml:"events"`
 }
 
+// Bounce configures VERP return paths and the bounce listener.
+type Bounce struct {
+	// Domain, when set, turns VERP on: each recipient's copy is sent with
+	// a return path b-<token>@Domain naming the message and the recipient,
+	// signed with Secret, so a bounce report that arrives later is matched
+	// to its recipient and a forged one is refused. Its MX must point at
+	// kiln's bounce listener.
+	Domain string `toml:"domain"`
+	// Listen are SMTP listeners for bounce reports (DSNs, complaint
+	// reports) addressed to Domain. They relay nothing.
+	Listen []HostPort `toml:"listen"`
+	// Secret keys the tokens' HMAC; at least 16 characters. Empty: kiln
+	// makes one at first start and keeps it in its store.
+	Secret string `toml:"secret"`
+	// MaxSize of a bounce report; larger ones are refused (552 5.3.4).
+	MaxSize Size `toml:"max_size"`
+}
+
+// Events configures the event history.
+type Events struct {
+	// Retention is how long events are kept for the API and for matching
+	// late bounces to their recipient.
+	Retention Duration `toml:"retention"`
+}
+
 // Route sends a domain's mail to a fixed next hop instead of its MX.
 type Route struct {
 	// Domain is a recipient domain, "*.example.com" for its subdomains, or "*"
@@ -230,7 +268,10 @@ func Default() *Config {
 			MinFreeDisk: Size(512 << 20),
 			GCInterval:  Duration(5 * time.Minute),
 		},
-		Log: Log{Level: "info", Format: "text", Events: "events.log"},
+		Log:      Log{Level: "info", Format: "text", Events: "events.log"},
+		Bounce:   Bounce{Listen: []HostPort{}, MaxSize: Size(4 << 20)},
+		Events:   Events{Retention: Duration(30 * 24 * time.Hour)},
+		Webhooks: nil,
 	}
 }
 
@@ -278,6 +319,7 @@ func Load(path string) (*Config, error) {
 func Parse(name string, data []byte) (*Config, error) {
 	c := Default()
 	c.File = name
+	c.Classify.BaseDir = filepath.Dir(name)
 	dec := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields()
 	if err := dec.Decode(c); err != nil {
 		return nil, decodeError(name, err)

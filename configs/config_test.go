@@ -21,6 +21,7 @@ func TestExampleIsTheDefaults(t *testing.T) {
 	}
 	want := Default()
 	want.File = "kiln.toml"
+	want.Classify.BaseDir = "."
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("kiln.toml decodes to\n%+v\nwant the defaults\n%+v", c, want)
 	}

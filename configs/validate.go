@@ -8,6 +8,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"kiln/dkim"
+	"kiln/events/webhook"
 	"kiln/internal/keyerr"
 )
 
@@ -111,6 +112,31 @@ func (c *Config) Validate() error {
 		}
 	}
 
+	if b := c.Bounce; b.Domain != "" || len(b.Listen) > 0 {
+		if !validDomain(b.Domain) {
+			add("bounce.domain", "must be the domain bounce reports are sent to (its MX points at kiln's bounce listener)")
+		}
+		if b.Secret != "" && len(b.Secret) < 16 {
+			add("bounce.secret", "must be at least 16 characters (or empty: kiln makes one)")
+		}
+	}
+	positive(add, "bounce.max_size", int64(c.Bounce.MaxSize))
+	positive(add, "events.retention", int64(c.Events.Retention))
+	if err := c.Classify.Validate(); err != nil {
+		for _, e := range unjoin(err) {
+			errs = append(errs, keyerr.Under("classify", e))
+		}
+	}
+	errs = append(errs, unjoin(webhook.ValidateAll(c.Webhooks))...)
+	accounts := map[string]bool{}
+	for _, a := range c.Accounts {
+		accounts[a.Name] = true
+	}
+	for i, wh := range c.Webhooks {
+		if wh.Account != "" && !accounts[wh.Account] {
+			add(fmt.Sprintf("webhook[%d].account", i), "%q is not an [[account]]", wh.Account)
+		}
+	}
 	errs = append(errs, unjoin(dkim.ValidateKeys(c.DKIM))...)
 	if err := c.Signing.Validate(); err != nil {
 		for _, e := range unjoin(err) {

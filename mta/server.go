@@ -20,6 +20,8 @@ import (
 	"kiln/configs"
 	"kiln/dkim"
 	"kiln/events"
+	"kiln/events/store"
+	"kiln/events/webhook"
 	"kiln/internal/clock"
 	"kiln/mta/resolve"
 	"kiln/policy"
@@ -66,6 +68,8 @@ type Server struct {
 	classifier Classifier
 	signer     *dkim.Signer
 	warm       *warmup.Controller
+	events     *store.Store
+	hooks      *webhook.Dispatcher
 	warmActive bool // there are [[egress]] addresses: reservations apply
 	egresses   map[string]*Egress
 	sched      *scheduler
@@ -103,7 +107,11 @@ func New(cfg *configs.Config, opts Options) (*Server, error) {
 		defaultEgress: &Egress{Name: "default", EHLO: cfg.Hostname},
 	}
 	if srv.classifier == nil {
-		srv.classifier = policy.DefaultClassifier()
+		c, err := policy.NewClassifier(cfg.Classify)
+		if err != nil {
+			return nil, fmt.Errorf("classify: %w", err)
+		}
+		srv.classifier = c
 	}
 	srv.ctx, srv.cancel = context.WithCancel(context.Background())
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
@@ -128,6 +136,16 @@ func New(cfg *configs.Config, opts Options) (*Server, error) {
 		srv.db.Close()
 		return nil, err
 	}
+	if srv.events, err = store.New(srv.db, store.Options{Clock: srv.clk, Log: srv.log, Retention: cfg.Events.Retention.D()}); err != nil {
+		srv.closeStores()
+		return nil, fmt.Errorf("event store: %w", err)
+	}
+	srv.bus.Subscribe(srv.events)
+	if srv.hooks, err = webhook.New(srv.db, cfg.Webhooks, webhook.Options{Clock: srv.clk, Log: srv.log}); err != nil {
+		srv.closeStores()
+		return nil, fmt.Errorf("webhooks: %w", err)
+	}
+	srv.bus.Subscribe(srv.hooks)
 	if cfg.Log.Events != "" {
 		path := cfg.Log.Events
 		if path != "-" && !filepath.IsAbs(path) {
@@ -206,6 +224,13 @@ func (srv *Server) Run(ctx context.Context, ready func()) error {
 	go func() {
 		defer srv.wg.Done()
 		srv.maintain(srv.ctx)
+	}()
+	srv.wg.Add(1)
+	go func() {
+		defer srv.wg.Done()
+		if err := srv.hooks.Run(srv.ctx); err != nil && srv.ctx.Err() == nil {
+			srv.log.Error("webhook dispatcher stopped", "err", err)
+		}
 	}()
 	srv.wg.Add(1)
 	go func() {
@@ -350,6 +375,15 @@ func (srv *Server) closeAll() {
 
 func (srv *Server) closeStores() error {
 	var errs []error
+	// Nothing emits any more: flush the event sinks, then the stores.
+	if srv.hooks != nil {
+		errs = append(errs, srv.hooks.Close())
+		srv.hooks = nil
+	}
+	if srv.events != nil {
+		errs = append(errs, srv.events.Close())
+		srv.events = nil
+	}
 	if srv.evlog != nil {
 		errs = append(errs, srv.evlog.Close())
 		srv.evlog = nil
