@@ -483,7 +483,7 @@ func (l *List) importEntry(v *[numCols]string, opts ImportOptions, now time.Time
 		}
 		e.Created = t
 	}
-	switch s := strings.ToLower(v[colExpires]); s {
+	switch s := v[colExpires]; strings.ToLower(s) {
 	case "", "0":
 	case "never", "none":
 		ir.never = true

@@ -143,7 +143,11 @@ func Normalize(addr string) (string, error) {
 		return "", fmt.Errorf("%w: %q", ErrAddress, clip(addr, 80))
 	}
 	if ascii {
-		out := strings.ToLower(local) + "@" + strings.ToLower(domain)
+		domain = strings.ToLower(domain)
+		if !validDomain(domain) {
+			return "", fmt.Errorf("%w: %q has no valid domain", ErrAddress, clip(addr, 80))
+		}
+		out := strings.ToLower(local) + "@" + domain
 		if len(out) > maxAddress {
 			return "", fmt.Errorf("%w: longer than %d bytes", ErrAddress, maxAddress)
 		}
@@ -161,11 +165,32 @@ func Normalize(addr string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%w: %q has an invalid domain: %v", ErrAddress, clip(addr, 80), err)
 	}
+	if !validDomain(d) {
+		return "", fmt.Errorf("%w: %q has no valid domain", ErrAddress, clip(addr, 80))
+	}
 	out := strings.ToLower(local) + "@" + d
 	if len(out) > maxAddress {
 		return "", fmt.Errorf("%w: longer than %d bytes", ErrAddress, maxAddress)
 	}
 	return out, nil
+}
+
+// validDomain reports whether d (lower case, ASCII) is a domain an address
+// can have: an address literal in brackets, or dot-separated labels of 1 to
+// 63 bytes, 253 in all.
+func validDomain(d string) bool {
+	if strings.HasPrefix(d, "[") {
+		return strings.HasSuffix(d, "]") && len(d) > 2 && strings.Count(d, "[") == 1 && strings.Count(d, "]") == 1
+	}
+	if len(d) == 0 || len(d) > 253 {
+		return false
+	}
+	for label := range strings.SplitSeq(d, ".") {
+		if len(label) == 0 || len(label) > 63 {
+			return false
+		}
+	}
+	return true
 }
 
 // baseAddress returns a normalised address without its "+tag", and whether
