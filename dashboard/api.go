@@ -86,7 +86,9 @@ func (h *Handler) apiOverview(w http.ResponseWriter, r *http.Request) {
 	out.BounceReasons = top(events.Bounced, stats.ByReason)
 	out.DeferralReasons = top(events.Deferred, stats.ByReason)
 	out.Sites = top(events.Delivered, stats.BySite)
-	out.Queue = h.queue.get()
+	snap := *h.queue.get()
+	snap.Now = now
+	out.Queue = &snap
 	writeJSON(w, http.StatusOK, out)
 }
 
@@ -139,7 +141,9 @@ func (h *Handler) apiSeries(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) apiQueues(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, h.queue.get())
+	snap := *h.queue.get()
+	snap.Now = h.clk.Now()
+	writeJSON(w, http.StatusOK, snap)
 }
 
 // DayPoint is one day of a warm-up chart.

@@ -26,6 +26,7 @@ type SiteCount struct {
 
 // QueueSnapshot is the queue's counts as of one moment.
 type QueueSnapshot struct {
+	Now    time.Time `json:"now"` // when it was served
 	At     time.Time `json:"as_of"`
 	TookMs float64   `json:"took_ms"` // how long counting took
 	Total  int       `json:"total"`

@@ -113,12 +113,38 @@
 
   // ---- charts ----
 
-  // niceMax rounds a maximum up to 1, 2 or 5 times a power of ten.
-  function niceMax(v) {
-    if (v <= 0) return 1;
+  // niceScale rounds a maximum up to 1, 2 or 5 times a power of ten and
+  // picks the grid lines: fives of a 1 or 5, fours of a 2.
+  function niceScale(v) {
+    if (!(v > 0)) v = 1;
     const p = Math.pow(10, Math.floor(Math.log10(v)));
-    for (const m of [1, 2, 5, 10]) if (v <= m * p) return m * p;
-    return 10 * p;
+    for (const m of [1, 2, 5, 10]) {
+      if (v <= m * p + 1e-9) {
+        const max = m * p;
+        const n = m === 2 ? 4 : 5;
+        return { max, ticks: Array.from({ length: n + 1 }, (_, k) => (max * k) / n) };
+      }
+    }
+    return { max: 10 * p, ticks: [0, 2, 4, 6, 8, 10].map((k) => k * p) };
+  }
+
+  // yAxis draws the horizontal grid and its labels.
+  function yAxis(g, scale, y, x1, x2) {
+    for (const v of scale.ticks) {
+      g.append(svg('line', { x1, x2, y1: y(v), y2: y(v) }),
+        svg('text', { x: x1 - 6, y: y(v) + 4, 'text-anchor': 'end', text: fmtNum(v) }));
+    }
+  }
+
+  // timeTicks returns the round times (unix seconds) to label between
+  // start and end: at most six, on a round interval.
+  function timeTicks(start, end) {
+    const span = end - start;
+    const steps = [60, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 172800, 604800];
+    const every = steps.find((c) => span / c <= 6) || 604800;
+    const out = [];
+    for (let t = Math.ceil(start / every) * every; t <= end; t += every) out.push(t);
+    return out;
   }
 
   // lineChart draws one line per series over the same time steps: a path
@@ -127,22 +153,20 @@
     const W = 900, H = 260, L = 52, R = 14, T = 12, B = 28;
     const pw = W - L - R, ph = H - T - B;
     const n = series.length ? series[0].points.length : 0;
-    const ymax = niceMax(Math.max(0, ...series.flatMap((s) => s.points)));
+    const scale = niceScale(Math.max(0, ...series.flatMap((s) => s.points)));
     const x = (i) => L + (n <= 1 ? pw / 2 : (i * pw) / (n - 1));
-    const y = (v) => T + ph - (v / ymax) * ph;
+    const y = (v) => T + ph - (v / scale.max) * ph;
     const root = svg('svg', { class: 'chart line-chart', viewBox: `0 0 ${W} ${H}`, role: 'img', 'data-points': n });
     const grid = svg('g', { class: 'grid axis' });
-    for (let k = 0; k <= 4; k++) {
-      const v = (ymax * k) / 4;
-      grid.append(svg('line', { x1: L, x2: W - R, y1: y(v), y2: y(v) }),
-        svg('text', { x: L - 6, y: y(v) + 4, 'text-anchor': 'end', text: fmtNum(v) }));
-    }
+    yAxis(grid, scale, y, L, W - R);
     const t0 = new Date(start).getTime();
+    const first = t0 / 1000, last = first + (n - 1) * step;
     const days = n * step > 86400;
-    for (let k = 0; k < 5 && n > 1; k++) {
-      const i = Math.round((k * (n - 1)) / 4);
-      grid.append(svg('text', { x: x(i), y: H - 8, 'text-anchor': k === 0 ? 'start' : k === 4 ? 'end' : 'middle',
-        text: fmtTime(new Date(t0 + i * step * 1000).toISOString(), days) }));
+    for (const t of n > 1 ? timeTicks(first, last) : []) {
+      const at = x((t - first) / step);
+      const anchor = at - L < 30 ? 'start' : W - R - at < 30 ? 'end' : 'middle';
+      grid.append(svg('line', { class: 'tick', x1: at, x2: at, y1: T + ph, y2: T + ph + 4 }),
+        svg('text', { x: at, y: H - 8, 'text-anchor': anchor, text: days && t % 86400 === 0 ? new Date(t * 1000).toISOString().slice(5, 10) : fmtTime(new Date(t * 1000).toISOString(), days && t % 86400 !== 0) }));
     }
     root.append(grid);
     for (const s of series) {
@@ -167,22 +191,17 @@
     const W = 560, H = 200, L = 48, R = 10, T = 14, B = 26;
     const pw = W - L - R, ph = H - T - B;
     const n = days.length;
-    const ymax = niceMax(Math.max(1, ...days.map((d) => Math.max(d.cap, d.sent))));
+    const scale = niceScale(Math.max(1, ...days.map((d) => Math.max(d.cap, d.sent))));
     const bw = pw / Math.max(n, 1);
     const cx = (i) => L + bw * (i + 0.5);
-    const y = (v) => T + ph - (v / ymax) * ph;
+    const y = (v) => T + ph - (v / scale.max) * ph;
     const root = svg('svg', { class: 'chart cap-chart', viewBox: `0 0 ${W} ${H}`, role: 'img', 'data-days': n });
     const grid = svg('g', { class: 'grid axis' });
-    for (let k = 0; k <= 4; k++) {
-      const v = (ymax * k) / 4;
-      grid.append(svg('line', { x1: L, x2: W - R, y1: y(v), y2: y(v) }),
-        svg('text', { x: L - 6, y: y(v) + 4, 'text-anchor': 'end', text: fmtNum(v) }));
-    }
+    yAxis(grid, scale, y, L, W - R);
     const ti = days.findIndex((d) => d.today);
     for (const i of new Set([0, ti, n - 1])) {
-      if (i < 0 || i >= n) continue;
-      grid.append(svg('text', { x: cx(i), y: H - 8, 'text-anchor': i === 0 ? 'start' : i === n - 1 ? 'end' : 'middle',
-        text: days[i].today ? 'today' : days[i].date.slice(5) }));
+      if (i < 0 || i >= n || (i !== ti && Math.abs(i - ti) * bw < 40)) continue;
+      grid.append(svg('text', { x: cx(i), y: H - 8, 'text-anchor': 'middle', text: days[i].today ? 'today' : days[i].date.slice(5) }));
     }
     root.append(grid);
     const bars = svg('g', { class: 'bars' });
@@ -216,13 +235,13 @@
 
   // barChart draws labelled horizontal bars, largest first.
   function barChart(items) {
-    const W = 560, row = 22, L = 190, R = 60;
+    const W = 440, row = 22, L = 160, R = 56;
     const H = Math.max(row, items.length * row) + 4;
     const vmax = Math.max(1, ...items.map((d) => d.value));
     const root = svg('svg', { class: 'chart bar-chart', viewBox: `0 0 ${W} ${H}`, role: 'img', 'data-bars': items.length });
     items.forEach((d, i) => {
       const yy = i * row + 2;
-      const label = d.label.length > 28 ? d.label.slice(0, 27) + '…' : d.label;
+      const label = d.label.length > 24 ? d.label.slice(0, 23) + '…' : d.label;
       root.append(
         svg('text', { class: 'bar-label', x: L - 8, y: yy + 15, 'text-anchor': 'end', text: label }, svg('title', { text: d.label })),
         svg('rect', { class: 'bar', x: L, y: yy + 3, height: row - 8, width: Math.max(1, ((W - L - R) * d.value) / vmax), 'data-value': d.value }),
@@ -309,7 +328,7 @@
           card('Messages queued', fmtInt(q.total)),
           card('Held', fmtInt(q.held)),
           card('Waiting for capacity', fmtInt(waiting), 'recipients in lanes'),
-          card('Counted', fmtAgo(q.as_of), `in ${q.took_ms.toFixed(1)} ms`)),
+          card('Counted', fmtAgo(q.as_of, q.now), `in ${q.took_ms.toFixed(1)} ms`)),
         el('div', { class: 'grid' },
           el('div', { class: 'panel' }, el('h3', { text: 'Waiting by provider' }),
             q.sites.length ? barChart(q.sites.slice(0, 25).map((s) => ({ label: s.site, value: s.waiting }))) : el('p', { class: 'empty', text: 'Nothing is waiting for capacity.' })),
@@ -337,7 +356,7 @@
         w.egress.map((e) => el('section', { class: 'egress', 'data-egress': e.name },
           el('h2', {}, e.name + ' ', el('span', { class: 'note mono', text: e.source }), ' ',
             e.warm ? badge('warm') : null, e.paused ? badge('paused') : null),
-          el('p', { class: 'note', text: `plan ${e.plan || 'default'} · started ${e.start || '–'} · new sites start at day ${e.day}` +
+          el('p', { class: 'note', text: (e.warm ? 'warm: no warm-up caps, shaping only' : `plan ${e.plan || 'default'} · started ${e.start || '–'} · new sites start at day ${e.day}`) +
             (e.paused ? ` · paused ${isZero(e.paused_until) ? 'until resumed' : 'until ' + fmtStamp(e.paused_until)}` : '') }),
           e.sites.length ? el('div', { class: 'sites' }, e.sites.map((s) => this.site(s, now)))
             : el('p', { class: 'empty', text: 'No mail sent from this egress yet.' }))));
