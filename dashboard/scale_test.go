@@ -126,7 +126,9 @@ func TestScale(t *testing.T) {
 		"queues":        func(int) string { return "/api/v1/dashboard/queues" },
 		"warmup":        func(int) string { return "/api/v1/dashboard/warmup" },
 		"message by id": func(i int) string { return "/api/v1/dashboard/messages?id=" + sample[i%len(sample)] },
-		"by recipient":  func(i int) string { return fmt.Sprintf("/api/v1/dashboard/messages?recipient=user%d@gmail.example", (i*7919)%max(1, maxEvents/2)) },
+		"by recipient": func(i int) string {
+			return fmt.Sprintf("/api/v1/dashboard/messages?recipient=user%d@gmail.example", (i*7919)%max(1, maxEvents/2))
+		},
 	}
 	names := make([]string, 0, len(paths))
 	for k := range paths {
