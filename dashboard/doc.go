@@ -10,11 +10,27 @@
 // New returns one http.Handler for two path trees, both mounted outside the
 // admin API's bearer check, because the handler does its own (see below):
 //
+//	st, _ := stats.New(db, stats.Options{Clock: clk, Warmup: warm})
+//	bus.Subscribe(st)
+//	h := dashboard.New(dashboard.Sources{Stats: st, Warmup: warm, Events: eventStore,
+//		Queue: queueStore, Suppressions: list, Clock: clk},
+//		dashboard.Options{Authorize: isAdminKey})
 //	mux.Handle("/dashboard/", h)
 //	mux.Handle("/api/v1/dashboard/", h)
 //
 // The pages live under /dashboard/ (overview, queues, warmup, suppressions,
-// messages, login, static/...), their JSON under /api/v1/dashboard/.
+// messages, login, static/...), their JSON under /api/v1/dashboard/:
+//
+//	GET  session                 the session's CSRF token, the page's poll interval
+//	GET  overview?range=6h       delivered/deferred/bounced series, totals, top reasons and sites, queue size
+//	GET  series?type=&by=&value=&range=|since=&until=&step=   one statistics series
+//	GET  queues                  queue size, held, waiting by lane and site, pending by domain
+//	GET  warmup                  warm-up status with each (egress, site)'s days: recorded, today, planned
+//	GET  suppressions?q=&account=&cursor=&limit=
+//	POST suppressions/remove     {"account", "address"}
+//	GET  messages?id= | recipient= | message_id= [&cursor=]
+//
+// Errors have the admin API's shape: {"error": {"code", "message"}}.
 //
 // # Sources
 //

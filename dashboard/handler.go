@@ -48,6 +48,14 @@ type Queue interface {
 	CountWaiting(lane string) int
 }
 
+// kiln's own stores fit the interfaces as they are.
+var (
+	_ Stats  = (*stats.Stats)(nil)
+	_ Warmup = (*warmup.Controller)(nil)
+	_ Events = (*store.Store)(nil)
+	_ Queue  = (*queue.Store)(nil)
+)
+
 // Suppression is one entry of the suppression list.
 type Suppression struct {
 	// Account is the account the address is suppressed for; "" for all.
@@ -196,6 +204,8 @@ func (h *Handler) routes() {
 // the page its path names.
 var pages = []string{"overview", "queues", "warmup", "suppressions", "messages"}
 
+// ServeHTTP serves the pages and their API, with security headers on
+// every answer.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hd := w.Header()
 	hd.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "+

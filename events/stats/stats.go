@@ -70,6 +70,11 @@ type WarmupSource interface {
 	Status(now time.Time) warmup.Status
 }
 
+var (
+	_ events.Sink  = (*Stats)(nil)
+	_ WarmupSource = (*warmup.Controller)(nil)
+)
+
 // Options tune Stats. Zero values take the defaults.
 type Options struct {
 	Clock clock.Clock  // default clock.Real
