@@ -49,6 +49,7 @@
 //
 // With Options.Warmup set, each flush also samples the controller's Status and
 // records, for every (egress, site), today's cap and how many were sent,
-// replacing the earlier sample of the same day. The controller counts by its own
+// replacing the earlier sample of the same day, so a day's record may miss
+// what was sent in its last flush interval. The controller counts by its own
 // local day, so the history uses its dates. DaysKeep days (default 60) are kept.
 package stats

@@ -26,6 +26,8 @@ type Query struct {
 	// whole hour when the range reaches past the minute retention. Zero
 	// chooses one for about 120 points.
 	Step time.Duration
+
+	top bool // set by Top, which ranks every value
 }
 
 // Series is the counts of one query, one per step from Start.
@@ -62,6 +64,9 @@ func (s *Stats) resolve(q Query) (span, error) {
 	}
 	if _, ok := dimIndex(q.By); !ok {
 		return span{}, fmt.Errorf("%w: unknown dimension %q", ErrQuery, q.By)
+	}
+	if q.By != ByTotal && q.Value == "" && !q.top {
+		return span{}, fmt.Errorf("%w: a value of %s is required", ErrQuery, q.By)
 	}
 	now := s.clk.Now()
 	until := q.Until
@@ -134,6 +139,7 @@ func (s *Stats) Series(q Query) (Series, error) {
 // Top returns the n values of q.By with the most events of q.Type over the
 // range, most first (n <= 0: all).
 func (s *Stats) Top(q Query, n int) ([]Count, error) {
+	q.top = true
 	sp, err := s.resolve(q)
 	if err != nil {
 		return nil, err

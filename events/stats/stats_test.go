@@ -113,6 +113,7 @@ func TestQueryErrors(t *testing.T) {
 	for _, q := range []Query{
 		{},
 		{Type: "delivered", By: "colour"},
+		{Type: "delivered", By: BySite},
 		{Type: "delivered", Since: t0, Until: t0},
 		{Type: "delivered", Since: t0.Add(-300 * 24 * time.Hour), Until: t0, Step: time.Second},
 	} {
