@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -552,6 +553,12 @@ standard error shows rows and rows per second.`,
 				bar.done()
 				if err != nil {
 					return fmt.Errorf("export cut short: %w", err)
+				}
+				if msg := resp.Trailer.Get(suppress.TrailerExportError); msg != "" {
+					return fmt.Errorf("export cut short: %s", msg)
+				}
+				if resp.Trailer.Get(suppress.TrailerExportRows) == "" {
+					return errors.New("export cut short: the daemon did not say it finished")
 				}
 				if f != nil {
 					if err := f.Sync(); err != nil {

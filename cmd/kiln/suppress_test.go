@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -225,5 +226,28 @@ func TestSuppressProgressBar(t *testing.T) {
 	}
 	if got := suppThousands(1234567); got != "1,234,567" {
 		t.Errorf("suppThousands = %q", got)
+	}
+}
+
+// An export the daemon did not finish (no completion trailer) fails and
+// leaves no file behind.
+func TestSuppressExportCutShort(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Trailer", suppress.TrailerExportRows+", "+suppress.TrailerExportError)
+		io.WriteString(w, strings.Join(suppress.Columns, ",")+"\na@example.com,,suppressed,manual,2024-01-01T00:00:00Z,never,,,,,\n")
+		w.Header().Set(suppress.TrailerExportError, "export failed after 1 rows")
+	}))
+	defer srv.Close()
+	w := &suppressWorld{url: srv.URL}
+	target := filepath.Join(t.TempDir(), "out.csv")
+	_, errs, code := w.run(t, "export", target)
+	if code != 1 || !strings.Contains(errs, "export cut short: export failed after 1 rows") {
+		t.Errorf("exit %d, stderr %q", code, errs)
+	}
+	if _, err := os.Stat(target); !os.IsNotExist(err) {
+		t.Errorf("a failed export left %s: %v", target, err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(target), ".kiln-export-*")); len(left) != 0 {
+		t.Errorf("temporary files left: %v", left)
 	}
 }

@@ -116,6 +116,10 @@ const maxLine = 64 << 10
 // importChunk is how many rows go to the store in one transaction.
 const importChunk = 1000
 
+// ErrRead wraps a failure to read the input of an import (a client that
+// went away, a broken file), as opposed to a failure of the store.
+var ErrRead = errors.New("reading the import")
+
 // ErrNoHeader is returned when a file has no header and is not a plain list
 // of addresses.
 var ErrNoHeader = errors.New("the first line must be a header naming the columns (address, reason, source, ...)")
@@ -367,7 +371,7 @@ func (l *List) Import(r io.Reader, opts ImportOptions) (ImportReport, error) {
 			break
 		}
 		if err != nil {
-			return finish(fmt.Errorf("reading line %d: %w", lr.line+1, err))
+			return finish(fmt.Errorf("%w: line %d: %w", ErrRead, lr.line+1, err))
 		}
 		if lr.line == 1 {
 			line = bytes.TrimPrefix(line, []byte("\uFEFF"))

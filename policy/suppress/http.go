@@ -34,7 +34,8 @@ import (
 //	       {"suppressed": bool, "entry": Entry}: what a delivery for the account would meet
 //	POST   /api/v1/suppressions/import?scope=&source=   (body: CSV, see Columns)
 //	       ImportReport; the body is read as it streams
-//	GET    /api/v1/suppressions/export?(list filters)   CSV, streamed
+//	GET    /api/v1/suppressions/export?(list filters)   CSV, streamed; the trailer
+//	       Kiln-Export-Rows says it completed, Kiln-Export-Error that it did not
 //	GET    /api/v1/breakers                  {"accounts": [BreakerState...]}
 //	POST   /api/v1/breakers/{account}/reset  {"account", "was_tripped": bool}
 //
@@ -217,7 +218,7 @@ func (a *api) list(w http.ResponseWriter, r *http.Request) {
 	}
 	out, next, err := a.l.List(f, r.URL.Query().Get("cursor"), limit, a.l.clk.Now())
 	if err != nil {
-		if err.Error() == "invalid cursor" {
+		if errors.Is(err, ErrCursor) {
 			writeError(w, http.StatusBadRequest, "bad_request", "invalid cursor")
 			return
 		}
@@ -438,7 +439,7 @@ func (a *api) importCSV(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusBadRequest, "bad_request", err.Error())
 		case errors.Is(err, ErrClosed), errors.Is(err, errRecord):
 			a.storeError(w, "importing suppressions", err)
-		case errors.As(err, &maxErr) || strings.HasPrefix(err.Error(), "reading line"):
+		case errors.As(err, &maxErr) || errors.Is(err, ErrRead):
 			writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("%v (%d rows imported before it)", err, rep.Added+rep.Unchanged))
 		default:
 			a.storeError(w, "importing suppressions", err)
@@ -454,14 +455,26 @@ func (a *api) export(w http.ResponseWriter, r *http.Request) {
 		a.filterError(w, err)
 		return
 	}
+	// The rows stream out before the export is known to succeed, so its
+	// end is told in trailers: the rows written, or the error that cut it
+	// short. A client that finds neither knows the body is incomplete.
 	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
 	w.Header().Set("Content-Disposition", `attachment; filename="suppressions.csv"`)
-	if _, err := a.l.Export(w, f, a.l.clk.Now(), nil); err != nil {
-		// The header went out with the first page; a broken export ends
-		// short, and the client sees a truncated body.
-		a.log.Error("suppression export failed", "err", err)
+	w.Header().Set("Trailer", TrailerExportRows+", "+TrailerExportError)
+	n, err := a.l.Export(w, f, a.l.clk.Now(), nil)
+	if err != nil {
+		a.log.Error("suppression export failed", "err", err, "rows", n)
+		w.Header().Set(TrailerExportError, "export failed after "+strconv.FormatInt(n, 10)+" rows")
+		return
 	}
+	w.Header().Set(TrailerExportRows, strconv.FormatInt(n, 10))
 }
+
+// Trailers of GET /api/v1/suppressions/export.
+const (
+	TrailerExportRows  = "Kiln-Export-Rows"  // rows written, when the export completed
+	TrailerExportError = "Kiln-Export-Error" // why it stopped, when it failed
+)
 
 func (a *api) breakers(w http.ResponseWriter, r *http.Request) {
 	if _, ok := ScopeFrom(r.Context()); ok {

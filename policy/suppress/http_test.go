@@ -196,6 +196,9 @@ func TestHTTPImportExport(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
+	if resp.Trailer.Get(TrailerExportRows) != "100" || resp.Trailer.Get(TrailerExportError) != "" {
+		t.Errorf("export trailers %v", resp.Trailer)
+	}
 	lines := strings.Split(strings.TrimSpace(string(body)), "\n")
 	if resp.Header.Get("Content-Type") != "text/csv; charset=utf-8" || len(lines) != 101 || lines[0] != strings.Join(Columns, ",") ||
 		!strings.HasPrefix(lines[1], "u0000@example.com,acme,userunknown,import,") {

@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -18,6 +19,9 @@ import (
 
 // ErrClosed is returned by writes after Close.
 var ErrClosed = errors.New("suppression list closed")
+
+// ErrCursor is returned by List for a cursor it did not make.
+var ErrCursor = errors.New("invalid cursor")
 
 // List is the suppression list on kiln's shared badger store. It is safe for
 // concurrent use; Close stops its writer.
@@ -32,7 +36,7 @@ type List struct {
 	reqs   chan *request
 	done   chan struct{}
 
-	onChange func(Change)
+	onChange atomic.Pointer[func(Change)]
 }
 
 // Op says what a Change did.
@@ -78,10 +82,10 @@ func (l *List) Config() Config { return l.cfg }
 
 // OnChange registers fn to be called after every committed change made by
 // Add, Record, SoftFail, Remove and Sweep (an import reports once, in its
-// ImportReport, not per row). Call it before the list is used. fn runs on
-// the list's writer goroutine and must return quickly (emit an event, count
-// a metric).
-func (l *List) OnChange(fn func(Change)) { l.onChange = fn }
+// ImportReport, not per row). fn runs on the list's writer goroutine: it must
+// return quickly (emit an event, count a metric) and must not write to the
+// list, which would wait for itself. Check and List are fine.
+func (l *List) OnChange(fn func(Change)) { l.onChange.Store(&fn) }
 
 // Close stops the writer after the writes already asked for. It does not
 // close the store.
@@ -158,10 +162,11 @@ func (l *List) writer() {
 			}
 		}
 		l.commit(batch)
+		fn := l.onChange.Load()
 		for _, r := range batch {
-			if r.err == nil && l.onChange != nil {
+			if r.err == nil && fn != nil && *fn != nil {
 				for _, c := range r.changes {
-					l.notify(c)
+					l.notify(*fn, c)
 				}
 			}
 			close(r.done)
@@ -169,13 +174,13 @@ func (l *List) writer() {
 	}
 }
 
-func (l *List) notify(c Change) {
+func (l *List) notify(fn func(Change), c Change) {
 	defer func() {
 		if p := recover(); p != nil {
 			l.log.Error("suppression change handler panicked", "panic", p, "stack", string(debug.Stack()))
 		}
 	}()
-	l.onChange(c)
+	fn(c)
 }
 
 // commit runs the batch in one transaction; a batch too big for one is split
@@ -502,7 +507,7 @@ func (l *List) List(f Filter, cursor string, limit int, now time.Time) ([]Entry,
 	if cursor != "" {
 		c, err := base64.RawURLEncoding.DecodeString(cursor)
 		if err != nil || bytes.IndexByte(c, 0) < 0 {
-			return nil, "", errors.New("invalid cursor")
+			return nil, "", ErrCursor
 		}
 		start = append(append(append([]byte(nil), prefixEntry...), c...), 0) // just after it
 	}
