@@ -237,7 +237,8 @@ func (h *Handler) apiSuppressions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := r.URL.Query()
-	q := SuppressionQuery{Account: p.Get("account"), Text: strings.TrimSpace(p.Get("q")), Cursor: p.Get("cursor"), Limit: 50}
+	q := SuppressionQuery{Account: p.Get("account"), Global: p.Get("global") == "1", Text: strings.TrimSpace(p.Get("q")),
+		Cursor: p.Get("cursor"), Limit: 50}
 	if s := p.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > 500 {

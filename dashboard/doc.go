@@ -13,7 +13,7 @@
 //	st, _ := stats.New(db, stats.Options{Clock: clk, Warmup: warm})
 //	bus.Subscribe(st)
 //	h := dashboard.New(dashboard.Sources{Stats: st, Warmup: warm, Events: eventStore,
-//		Queue: queueStore, Suppressions: list, Clock: clk},
+//		Queue: queueStore, Suppressions: dashboard.SuppressList(list, clk), Clock: clk},
 //		dashboard.Options{Authorize: isAdminKey})
 //	mux.Handle("/dashboard/", h)
 //	mux.Handle("/api/v1/dashboard/", h)

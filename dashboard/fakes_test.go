@@ -229,7 +229,8 @@ func (f *fakeSuppressions) Remove(ctx context.Context, account, address string) 
 
 func newFakeSuppressions() *fakeSuppressions {
 	return &fakeSuppressions{list: []Suppression{
-		{Account: "shop", Address: "gone@gmail.example", Reason: "userunknown", Source: "hard.5.1.1", Created: t0.Add(-48 * time.Hour)},
+		{Account: "shop", Address: "gone@gmail.example", Reason: "userunknown", Source: "reply", Rule: "hard.5.1.1",
+			Reply: "550 5.1.1 no such user", QueueID: "0f8zq3x1k2m4n5p7", Created: t0.Add(-48 * time.Hour)},
 		{Address: "angry@yahoo.example", Reason: "feedback", Source: "complaint", Created: t0.Add(-3 * time.Hour)},
 		{Account: "news", Address: "full@outlook.example", Reason: "mailboxfull", Source: "soft-repeated", Created: t0.Add(-time.Hour), Expires: t0.Add(29 * 24 * time.Hour)},
 	}}

@@ -62,17 +62,24 @@ type Suppression struct {
 	Account string `json:"account,omitempty"`
 	Address string `json:"address"`
 	Reason  string `json:"reason,omitempty"`
-	// Source says what added it: a classification rule, "unsubscribe",
-	// "complaint", "operator", "import".
-	Source  string    `json:"source,omitempty"`
+	// Source says what added it: reply, late-bounce, complaint,
+	// unsubscribe, soft-failure, manual, import.
+	Source string `json:"source,omitempty"`
+	// Rule is the classification rule that decided; Reply the remote's
+	// words; QueueID the message that caused it.
+	Rule    string    `json:"rule,omitempty"`
+	Reply   string    `json:"reply,omitempty"`
+	QueueID string    `json:"queue_id,omitempty"`
 	Created time.Time `json:"created"`
-	Expires time.Time `json:"expires,omitzero"`
+	Expires time.Time `json:"expires,omitzero"` // zero: never
 }
 
 // SuppressionQuery selects entries of the suppression list.
 type SuppressionQuery struct {
-	// Account restricts to one account's entries (and the global ones).
+	// Account restricts to one account's entries; Global (with no
+	// Account) to the global list's. With neither, every entry.
 	Account string
+	Global  bool
 	// Text matches an address, a domain ("@example.com") or a prefix of
 	// either; "" lists everything.
 	Text   string

@@ -385,21 +385,24 @@
     cursor: '',
     init() {
       this.text = el('input', { type: 'search', name: 'q', placeholder: 'address, @domain or prefix', 'aria-label': 'search' });
-      this.account = el('input', { type: 'text', name: 'account', placeholder: 'account (all)', 'aria-label': 'account' });
+      this.account = el('input', { type: 'text', name: 'account', placeholder: 'account, or global (all)', 'aria-label': 'account' });
       const form = el('form', { class: 'toolbar', onsubmit: (ev) => { ev.preventDefault(); this.search(false); } },
         el('h2', { class: 'grow', text: 'Suppressions' }), this.text, this.account, el('button', { type: 'submit', class: 'primary', text: 'Search' }));
       this.msg = el('p', { class: 'note', role: 'status' });
       this.list = el('tbody', {});
       this.more = el('button', { type: 'button', hidden: true, text: 'More', onclick: () => this.search(true) });
       main.append(form, this.msg, el('div', { class: 'panel' }, el('table', {},
-        el('thead', {}, el('tr', {}, ['address', 'account', 'reason', 'source', 'added', 'expires', ''].map((h) => el('th', { text: h })))),
+        el('thead', {}, el('tr', {}, ['address', 'account', 'reason', 'source', 'message', 'added', 'expires', ''].map((h) => el('th', { text: h })))),
         this.list), this.more));
     },
     // The list is searched on demand, not polled.
     refresh: null,
     async first() { await this.search(false); },
     async search(more) {
-      const p = new URLSearchParams({ q: this.text.value.trim(), account: this.account.value.trim() });
+      const acct = this.account.value.trim();
+      const p = new URLSearchParams({ q: this.text.value.trim() });
+      if (acct === 'global') p.set('global', '1');
+      else if (acct) p.set('account', acct);
       if (more && this.cursor) p.set('cursor', this.cursor);
       const r = await api('suppressions?' + p);
       if (!more) this.list.replaceChildren();
@@ -412,8 +415,10 @@
     row(s) {
       const btn = el('button', { type: 'button', class: 'remove', text: 'Remove' });
       const tr = el('tr', { 'data-address': s.address },
-        el('td', { class: 'mono', text: s.address }), el('td', { text: s.account || 'all' }), el('td', { text: s.reason || '' }),
-        el('td', { text: s.source || '' }), el('td', { text: fmtStamp(s.created) }), el('td', { text: isZero(s.expires) ? 'never' : fmtStamp(s.expires) }),
+        el('td', { class: 'mono', text: s.address }), el('td', { text: s.account || 'global' }), el('td', { text: s.reason || '' }),
+        el('td', { text: [s.source, s.rule].filter(Boolean).join(' · '), title: s.reply || null }),
+        el('td', {}, s.queue_id ? el('a', { href: '/dashboard/messages?id=' + encodeURIComponent(s.queue_id), class: 'mono', text: s.queue_id }) : ''),
+        el('td', { text: fmtStamp(s.created) }), el('td', { text: isZero(s.expires) ? 'never' : fmtStamp(s.expires) }),
         el('td', {}, btn));
       // Two clicks: the first arms the button, so no dialog is needed.
       btn.addEventListener('click', async () => {
