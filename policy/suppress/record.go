@@ -150,7 +150,8 @@ func (l *List) Record(r Result, now time.Time) (e Entry, suppressed, changed boo
 // bounce scope (source soft-failure, rule repeated-soft-failure, reason and
 // reply of the last failure, expiry soft_fail_expiry) and the count starts
 // again; suppressed is true then. The same message failing again (each retry
-// of a full mailbox) counts once and writes nothing.
+// of a full mailbox) counts once and writes nothing, so queueID must name the
+// message: failures without one all count as one message.
 func (l *List) SoftFail(account, addr, queueID string, d policy.Decision, reply string, now time.Time) (Entry, bool, error) {
 	if l.cfg.SoftFailCount < 0 {
 		return Entry{}, false, nil
