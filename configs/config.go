@@ -21,6 +21,7 @@ import (
 	"kiln/events/webhook"
 	"kiln/internal/keyerr"
 	"kiln/policy"
+	"kiln/policy/suppress"
 	"kiln/warmup"
 )
 
@@ -52,6 +53,9 @@ type Config struct {
 	Webhooks []webhook.Config `toml:"webhook"`
 	// Classify extends or overrides the reply classification rules.
 	Classify policy.ClassifyConfig `toml:"classify"`
+	// Suppression is the suppression list, its rules and the per-account
+	// circuit breaker.
+	Suppression suppress.Config `toml:"suppression"`
 
 	// DKIM keys ([[dkim]]) and signing options ([signing]).
 	DKIM    []dkim.KeyConfig   `toml:"dkim"`
@@ -100,6 +104,11 @@ type Submission struct {
 // Admin is the HTTP listener for the admin API, metrics and dashboard.
 type Admin struct {
 	Listen HostPort `toml:"listen"`
+	// KeyHash is the bcrypt hash of the admin key ("kiln account hash"
+	// makes one). With it, every request needs "Authorization: Bearer
+	// <key>" (the CLI's --key or $KILN_ADMIN_KEY) and the dashboard asks for
+	// the key. Without it, only clients on loopback are served.
+	KeyHash string `toml:"key_hash"`
 }
 
 // DNS is the resolver used for MX lookups and checks.
@@ -268,10 +277,11 @@ func Default() *Config {
 			MinFreeDisk: Size(512 << 20),
 			GCInterval:  Duration(5 * time.Minute),
 		},
-		Log:      Log{Level: "info", Format: "text", Events: "events.log"},
-		Bounce:   Bounce{Listen: []HostPort{}, MaxSize: Size(4 << 20)},
-		Events:   Events{Retention: Duration(30 * 24 * time.Hour)},
-		Webhooks: nil,
+		Log:         Log{Level: "info", Format: "text", Events: "events.log"},
+		Bounce:      Bounce{Listen: []HostPort{}, MaxSize: Size(4 << 20)},
+		Events:      Events{Retention: Duration(30 * 24 * time.Hour)},
+		Suppression: suppress.DefaultConfig(),
+		Webhooks:    nil,
 	}
 }
 

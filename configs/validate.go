@@ -48,6 +48,11 @@ func (c *Config) Validate() error {
 	if c.Admin.Listen == "" {
 		add("admin.listen", "must be a host:port")
 	}
+	if c.Admin.KeyHash != "" {
+		if _, err := bcrypt.Cost([]byte(c.Admin.KeyHash)); err != nil {
+			add("admin.key_hash", "is not a bcrypt hash (make one with \"kiln account hash\")")
+		}
+	}
 	positive(add, "dns.timeout", int64(c.DNS.Timeout))
 
 	d := c.Delivery
@@ -125,6 +130,11 @@ func (c *Config) Validate() error {
 	if err := c.Classify.Validate(); err != nil {
 		for _, e := range unjoin(err) {
 			errs = append(errs, keyerr.Under("classify", e))
+		}
+	}
+	if err := c.Suppression.Validate(); err != nil {
+		for _, e := range unjoin(err) {
+			errs = append(errs, keyerr.Under("suppression", e))
 		}
 	}
 	errs = append(errs, unjoin(webhook.ValidateAll(c.Webhooks))...)

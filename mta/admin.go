@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"kiln/events"
+	"kiln/policy/suppress"
 	"kiln/queue"
 )
 
@@ -54,8 +55,22 @@ func (srv *Server) AdminAddr() string {
 }
 
 func (srv *Server) adminHandler() http.Handler {
+	auth := newAdminAuth(srv.cfg.Admin.KeyHash)
+	api := srv.apiMux()
+	root := http.NewServeMux()
+	// The health check answers anyone: load balancers and monitors.
+	root.HandleFunc("GET /healthz", srv.handleHealth)
+	// The dashboard checks the key itself (a browser cannot send a bearer
+	// header), so it stands outside the API's guard.
+	dash := auth.dashboardGate(srv.dashboardHandler(auth))
+	root.Handle("/dashboard/", dash)
+	root.Handle("/api/v1/dashboard/", dash)
+	root.Handle("/", auth.require(api))
+	return root
+}
+
+func (srv *Server) apiMux() *http.ServeMux {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", srv.handleHealth)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(srv.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
@@ -69,6 +84,11 @@ func (srv *Server) adminHandler() http.Handler {
 	mux.HandleFunc("POST /api/v1/queue/flush", srv.handleFlush)
 	mux.HandleFunc("POST /api/v1/queue/drop", srv.handleDrop)
 	srv.mountWarmup(mux)
+	sh := suppress.Handler(srv.suppress, suppress.HandlerOptions{Breaker: srv.breaker, OnReset: srv.releaseAccount, Log: srv.log})
+	mux.Handle("/api/v1/suppressions", sh)
+	mux.Handle("/api/v1/suppressions/", sh)
+	mux.Handle("/api/v1/breakers", sh)
+	mux.Handle("/api/v1/breakers/", sh)
 	return mux
 }
 

@@ -225,20 +225,41 @@ func (w *worker) do(j *job) bool {
 	}
 	w.buf = body[:0]
 	m.Lock()
-	from := srv.envelopeFrom(m)
-	rcpts := make([]string, len(j.rcpts))
+	account := m.Account
+	all := make([]string, len(j.rcpts))
 	for i, idx := range j.rcpts {
-		rcpts[i] = m.Rcpts[idx].Addr
+		all[i] = m.Rcpts[idx].Addr
 	}
 	m.Unlock()
-	start := time.Now()
-	replies, usable := w.conn.Send(ctx, from, rcpts, body)
-	srv.metrics.attemptLatency.Observe(time.Since(start).Seconds())
+	// The suppression list again, just before the attempt: an address
+	// suppressed since the message was accepted is not mailed.
+	replies := make([]policy.Reply, len(all))
+	var send []string
+	var at []int
+	for i, a := range all {
+		if e, ok := srv.suppressedFor(account, a); ok {
+			replies[i] = policy.Reply{Command: suppressedReply, Line: "suppressed (" + e.Reason + ", " + string(e.Source) + "): not sent"}
+			continue
+		}
+		send = append(send, a)
+		at = append(at, i)
+	}
 	info := w.conn.Info()
-	w.sent++
-	if !usable {
-		w.conn.Close()
-		w.conn = nil
+	if len(send) > 0 {
+		m.Lock()
+		from := srv.envelopeFrom(m, send)
+		m.Unlock()
+		start := time.Now()
+		got, usable := w.conn.Send(ctx, from, send, body)
+		srv.metrics.attemptLatency.Observe(time.Since(start).Seconds())
+		for k, i := range at {
+			replies[i] = got[k]
+		}
+		w.sent++
+		if !usable {
+			w.conn.Close()
+			w.conn = nil
+		}
 	}
 	srv.completeJob(j, replies, info, nil)
 	return true

@@ -6,6 +6,7 @@ import (
 
 	"kiln/events"
 	"kiln/policy"
+	"kiln/policy/suppress"
 	"kiln/queue"
 )
 
@@ -24,11 +25,26 @@ func (srv *Server) completeJob(j *job, replies []policy.Reply, info ConnInfo, si
 	// recipient: it is not counted, and the message keeps its lease so the
 	// next start retries it first.
 	abandoned := srv.ctx.Err() != nil
+	type recording struct {
+		addr  string
+		d     policy.Decision
+		reply string
+	}
+	var records []recording
 	m.Lock()
 	expires := m.Expires.Add(m.Waited)
 	for i, idx := range j.rcpts {
 		r := &m.Rcpts[idx]
 		reply := replies[i]
+		if reply.Command == suppressedReply {
+			// Found on the suppression list just before the attempt.
+			r.State, r.Reason, r.Updated = queue.RcptDropped, "suppressed", now
+			evs = append(evs, events.Event{Time: now, Type: events.Dropped, ID: m.ID, MessageID: m.MessageID,
+				Account: m.Account, From: m.From, Recipient: r.Addr, Reason: "suppressed", Detail: reply.Line,
+				Tags: m.Tags, Metadata: m.Metadata})
+			srv.metrics.outcomes.WithLabelValues(events.Dropped, "suppressed").Inc()
+			continue
+		}
 		if abandoned && reply.Code == 0 {
 			continue
 		}
@@ -61,9 +77,13 @@ func (srv *Server) completeJob(j *job, replies []policy.Reply, info ConnInfo, si
 		default:
 			r.SoftFails++
 			if !now.Before(expires) {
+				// Given up: the last reply is read as final (a mailbox
+				// full for days is a soft failure of the address).
+				d = srv.policy.ClassifyFinal(reply)
 				r.State = queue.RcptExpired
+				r.Reason, r.Rule = d.Reason, d.Rule
 				ev.Type = events.Expired
-				ev.Reason = "expired"
+				ev.Reason, ev.Rule = "expired", d.Rule
 				e.failed = append(e.failed, idx)
 			} else {
 				next := now.Add(queue.Backoff(r.Attempts, srv.cfg.Queue.RetryFirst.D(), srv.cfg.Queue.RetryMax.D(), srv.rnd()))
@@ -77,6 +97,7 @@ func (srv *Server) completeJob(j *job, replies []policy.Reply, info ConnInfo, si
 		}
 		srv.metrics.outcomes.WithLabelValues(ev.Type, ev.Reason).Inc()
 		evs = append(evs, ev)
+		records = append(records, recording{r.Addr, d, reply.Line})
 	}
 	m.Attempts++
 	e.jobs--
@@ -104,6 +125,9 @@ func (srv *Server) completeJob(j *job, replies []policy.Reply, info ConnInfo, si
 	}
 	for _, ev := range evs {
 		srv.bus.Emit(ev)
+	}
+	for _, rec := range records {
+		srv.record(m, rec.addr, rec.d, rec.reply, suppress.SourceReply, now)
 	}
 	if final && len(failed) > 0 && !e.dropped {
 		srv.sendNotice(m, failed)
@@ -170,8 +194,14 @@ func (srv *Server) bodyUnreadable(j *job, err error) {
 	srv.sched.report(&jobResult{job: j, final: final})
 }
 
-// envelopeFrom is the return path used on the wire.
-func (srv *Server) envelopeFrom(m *queue.Message) string { return m.From }
+// envelopeFrom is the return path used on the wire: the sender's own, or,
+// with VERP, one naming the message and the recipient.
+func (srv *Server) envelopeFrom(m *queue.Message, rcpts []string) string {
+	if srv.verp == nil || m.From == "" || m.Kind == queue.KindNotice || len(rcpts) != 1 {
+		return m.From
+	}
+	return srv.verp.returnPath(m.ID, rcpts[0])
+}
 
 // emitMessage emits a message-level event.
 func (srv *Server) emitMessage(m *queue.Message, typ, detail string) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -336,14 +337,20 @@ func (s *scheduler) dispatch(e *entry) {
 	now := s.clk.Now()
 	m := e.m
 	m.Lock()
+	// With VERP every recipient's return path is its own, so each goes in
+	// its own transaction.
+	perRcpt := s.srv.verp != nil && m.From != "" && m.Kind != queue.KindNotice
 	byDomain := map[string][]int{}
 	var order []string
 	for i := range m.Rcpts {
 		r := &m.Rcpts[i]
-		if r.State.Done() || r.Next.After(now) {
+		if r.State.Done() || r.Next.After(now) || r.Wait != "" {
 			continue
 		}
 		d := r.Domain()
+		if perRcpt {
+			d += "\x00" + strconv.Itoa(i)
+		}
 		if _, seen := byDomain[d]; !seen {
 			order = append(order, d)
 		}
@@ -357,7 +364,8 @@ func (s *scheduler) dispatch(e *entry) {
 		return
 	}
 	for _, d := range order {
-		s.routeJob(&job{e: e, domain: d, rcpts: byDomain[d]})
+		domain, _, _ := strings.Cut(d, "\x00")
+		s.routeJob(&job{e: e, domain: domain, rcpts: byDomain[d]})
 	}
 }
 

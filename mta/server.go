@@ -20,11 +20,13 @@ import (
 	"kiln/configs"
 	"kiln/dkim"
 	"kiln/events"
+	"kiln/events/stats"
 	"kiln/events/store"
 	"kiln/events/webhook"
 	"kiln/internal/clock"
 	"kiln/mta/resolve"
 	"kiln/policy"
+	"kiln/policy/suppress"
 	"kiln/queue"
 	"kiln/warmup"
 )
@@ -66,9 +68,14 @@ type Server struct {
 	router     *router
 	wire       Wire
 	classifier Classifier
+	policy     *policy.Classifier // the configured rules, also for bounce reports
+	suppress   *suppress.List
+	breaker    *suppress.Breaker
+	verp       *verp
 	signer     *dkim.Signer
 	warm       *warmup.Controller
 	events     *store.Store
+	stats      *stats.Stats
 	hooks      *webhook.Dispatcher
 	warmActive bool // there are [[egress]] addresses: reservations apply
 	egresses   map[string]*Egress
@@ -106,18 +113,18 @@ func New(cfg *configs.Config, opts Options) (*Server, error) {
 		classifier:    opts.Classifier,
 		defaultEgress: &Egress{Name: "default", EHLO: cfg.Hostname},
 	}
+	pc, err := policy.NewClassifier(cfg.Classify)
+	if err != nil {
+		return nil, fmt.Errorf("classify: %w", err)
+	}
+	srv.policy = pc
 	if srv.classifier == nil {
-		c, err := policy.NewClassifier(cfg.Classify)
-		if err != nil {
-			return nil, fmt.Errorf("classify: %w", err)
-		}
-		srv.classifier = c
+		srv.classifier = pc
 	}
 	srv.ctx, srv.cancel = context.WithCancel(context.Background())
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data_dir %s: %w", cfg.DataDir, err)
 	}
-	var err error
 	if srv.signer, err = dkim.NewSigner(cfg.DKIM, cfg.Signing); err != nil {
 		return nil, fmt.Errorf("dkim: %w", err)
 	}
@@ -141,11 +148,24 @@ func New(cfg *configs.Config, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("event store: %w", err)
 	}
 	srv.bus.Subscribe(srv.events)
+
 	if srv.hooks, err = webhook.New(srv.db, cfg.Webhooks, webhook.Options{Clock: srv.clk, Log: srv.log}); err != nil {
 		srv.closeStores()
 		return nil, fmt.Errorf("webhooks: %w", err)
 	}
 	srv.bus.Subscribe(srv.hooks)
+	if srv.suppress, err = suppress.Open(srv.db, srv.clk, cfg.Suppression, srv.log); err != nil {
+		srv.closeStores()
+		return nil, fmt.Errorf("suppression list: %w", err)
+	}
+	if srv.breaker, err = suppress.NewBreaker(srv.db, cfg.Suppression.Breaker, srv.log); err != nil {
+		srv.closeStores()
+		return nil, fmt.Errorf("circuit breaker: %w", err)
+	}
+	if srv.verp, err = newVERP(cfg.Bounce.Domain, cfg.Bounce.Secret, srv.db); err != nil {
+		srv.closeStores()
+		return nil, err
+	}
 	if cfg.Log.Events != "" {
 		path := cfg.Log.Events
 		if path != "-" && !filepath.IsAbs(path) {
@@ -177,6 +197,11 @@ func New(cfg *configs.Config, opts Options) (*Server, error) {
 		srv.closeStores()
 		return nil, fmt.Errorf("warm-up: %w", err)
 	}
+	if srv.stats, err = stats.New(srv.db, stats.Options{Clock: srv.clk, Log: srv.log, Warmup: srv.warm}); err != nil {
+		srv.closeStores()
+		return nil, fmt.Errorf("statistics: %w", err)
+	}
+	srv.bus.Subscribe(srv.stats)
 	srv.wire = opts.Wire
 	if srv.wire == nil {
 		srv.wire = newSMTPWire(srv)
@@ -228,6 +253,11 @@ func (srv *Server) Run(ctx context.Context, ready func()) error {
 	srv.wg.Add(1)
 	go func() {
 		defer srv.wg.Done()
+		srv.suppress.Run(srv.ctx)
+	}()
+	srv.wg.Add(1)
+	go func() {
+		defer srv.wg.Done()
 		if err := srv.hooks.Run(srv.ctx); err != nil && srv.ctx.Err() == nil {
 			srv.log.Error("webhook dispatcher stopped", "err", err)
 		}
@@ -259,6 +289,11 @@ func (srv *Server) listen() error {
 	}
 	for _, addr := range sub.ListenTLS {
 		if err := srv.serveSMTP(string(addr), true); err != nil {
+			return err
+		}
+	}
+	for _, addr := range srv.cfg.Bounce.Listen {
+		if err := srv.serveBounce(string(addr)); err != nil {
 			return err
 		}
 	}
@@ -380,6 +415,10 @@ func (srv *Server) closeStores() error {
 		errs = append(errs, srv.hooks.Close())
 		srv.hooks = nil
 	}
+	if srv.stats != nil {
+		errs = append(errs, srv.stats.Close())
+		srv.stats = nil
+	}
 	if srv.events != nil {
 		errs = append(errs, srv.events.Close())
 		srv.events = nil
@@ -391,6 +430,10 @@ func (srv *Server) closeStores() error {
 	if srv.warm != nil {
 		errs = append(errs, srv.warm.Close())
 		srv.warm = nil
+	}
+	if srv.suppress != nil {
+		errs = append(errs, srv.suppress.Close())
+		srv.suppress = nil
 	}
 	if srv.store != nil {
 		errs = append(errs, srv.store.Close())

@@ -17,6 +17,7 @@ import (
 
 	"kiln/dkim"
 	"kiln/events"
+	"kiln/policy/suppress"
 	"kiln/queue"
 )
 
@@ -79,6 +80,7 @@ type session struct {
 	from     string
 	haveFrom bool
 	rcpts    []string
+	dropped  []string // suppressed recipients accepted and dropped (rcpt_action "drop")
 }
 
 var _ smtp.AuthSession = (*session)(nil)
@@ -158,6 +160,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	}
 	s.from, s.haveFrom = from, true
 	s.rcpts = s.rcpts[:0]
+	s.dropped = s.dropped[:0]
 	return nil
 }
 
@@ -171,6 +174,18 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if !validAddress(to) {
 		return errBadRecipient
 	}
+	account := ""
+	if s.acct != nil {
+		account = s.acct.name
+	}
+	if e, ok := s.s.suppressedFor(account, to); ok {
+		if s.s.cfg.Suppression.RcptAction == suppress.RcptDrop {
+			s.dropped = append(s.dropped, to)
+			return nil
+		}
+		code, enh, text := suppress.RcptReply(e)
+		return &smtp.SMTPError{Code: code, EnhancedCode: smtp.EnhancedCode(enh), Message: text}
+	}
 	s.rcpts = append(s.rcpts, to)
 	return nil
 }
@@ -181,7 +196,7 @@ func (s *session) Data(r io.Reader) error {
 	if !s.haveFrom {
 		return errSenderRequired
 	}
-	if len(s.rcpts) == 0 {
+	if len(s.rcpts) == 0 && len(s.dropped) == 0 {
 		return errNoValidRcpts
 	}
 	bp := bodyPool.Get().(*[]byte)
@@ -233,6 +248,7 @@ func (s *session) submitted(hdr headerInfo, data []byte) *incoming {
 	in := &incoming{
 		from:    s.from,
 		rcpts:   append([]string(nil), s.rcpts...),
+		dropped: append([]string(nil), s.dropped...),
 		data:    data,
 		hdr:     hdr,
 		client:  s.ip,
@@ -246,6 +262,7 @@ func (s *session) submitted(hdr headerInfo, data []byte) *incoming {
 func (s *session) Reset() {
 	s.from, s.haveFrom = "", false
 	s.rcpts = s.rcpts[:0]
+	s.dropped = s.dropped[:0]
 }
 
 func (s *session) Logout() error { return nil }
@@ -271,6 +288,7 @@ func readAll(r io.Reader, buf []byte) ([]byte, error) {
 type incoming struct {
 	from    string
 	rcpts   []string
+	dropped []string
 	data    []byte
 	hdr     headerInfo
 	client  netip.Addr
@@ -330,6 +348,11 @@ func (srv *Server) accept(in *incoming) error {
 	for _, r := range in.rcpts {
 		m.Rcpts = append(m.Rcpts, queue.Rcpt{Addr: r})
 	}
+	if len(in.rcpts) == 0 {
+		// Every recipient was suppressed and dropped: nothing to queue.
+		srv.emitDroppedAtSubmission(m, in.dropped, now)
+		return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: accepted as " + id + " (every recipient is suppressed: nothing will be sent)"}
+	}
 	// When the scheduler has room, the message goes straight to it,
 	// already leased, so it never waits for a scan of the index.
 	reserved := srv.sched.reserve()
@@ -354,12 +377,25 @@ func (srv *Server) accept(in *incoming) error {
 		From: in.from, Client: m.Client, Size: int64(len(body)), Tags: in.tags, Metadata: in.metadata,
 		Detail: unsigned,
 	})
+	srv.emitDroppedAtSubmission(m, in.dropped, now)
 	if reserved {
 		srv.sched.submit(m)
 	} else {
 		srv.sched.poke()
 	}
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: queued as " + id}
+}
+
+// emitDroppedAtSubmission reports the suppressed recipients accepted and
+// dropped at RCPT time.
+func (srv *Server) emitDroppedAtSubmission(m *queue.Message, dropped []string, now time.Time) {
+	for _, r := range dropped {
+		e, _ := srv.suppressedFor(m.Account, r)
+		srv.bus.Emit(events.Event{Time: now, Type: events.Dropped, ID: m.ID, MessageID: m.MessageID, Account: m.Account,
+			From: m.From, Recipient: r, Reason: "suppressed", Rule: e.Rule, Detail: "suppressed (" + e.Reason + "): not sent",
+			Tags: m.Tags, Metadata: m.Metadata})
+		srv.metrics.outcomes.WithLabelValues(events.Dropped, "suppressed").Inc()
+	}
 }
 
 var errUnaligned = func(dom string) error {

@@ -28,7 +28,7 @@ func TestSyncBeforeAck(t *testing.T) {
 	sp, ap := freePort(t), freePort(t)
 	cfg := w.config(sp, ap, "")
 	trace := filepath.Join(t.TempDir(), "strace.out")
-	cmd := exec.Command(strace, "-f", "-qq", "-s", "64", "-e", "trace=fdatasync,fsync,msync,write,sendto,sendmsg", "-o", trace,
+	cmd := exec.Command(strace, "-f", "-qq", "-y", "-s", "64", "-e", "trace=fdatasync,fsync,msync,write,sendto,sendmsg", "-o", trace,
 		kilnBin, "serve", "--config", cfg)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -81,9 +81,13 @@ func TestSyncBeforeAck(t *testing.T) {
 		case go354.MatchString(line):
 			seen354++
 			datasync, msync = false, false
-		case strings.Contains(line, "fdatasync(") && !strings.Contains(line, "unfinished"):
-			datasync = true
-		case strings.Contains(line, "msync(") && !strings.Contains(line, "unfinished"):
+		// A call strace splits across threads shows as "unfinished" and,
+		// once it returns, "<... name resumed>": only a return counts.
+		case completed(line, "fdatasync"):
+			// The spool segment the body went to (-y prints the path;
+			// a resumed line names no file, but its call line did).
+			datasync = datasync || strings.Contains(line, "spool/seg-") || strings.Contains(line, "resumed")
+		case completed(line, "msync"):
 			msync = true
 		case ack.MatchString(line):
 			if seen354 == 0 {
@@ -101,6 +105,14 @@ func TestSyncBeforeAck(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// completed reports whether a strace line shows the system call returning.
+func completed(line, call string) bool {
+	if strings.Contains(line, "<... "+call+" resumed>") {
+		return true
+	}
+	return strings.Contains(line, call+"(") && !strings.Contains(line, "unfinished")
+}
 
 // childOf returns the first child process of pid (strace's tracee).
 func childOf(pid int) int {
