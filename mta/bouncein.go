@@ -179,8 +179,6 @@ func (srv *Server) lateReport(tok verpToken, report *policy.Report) {
 	}
 }
 
-
-
 // serveBounce starts the bounce listeners.
 func (srv *Server) serveBounce(addr string) error {
 	ln, err := net.Listen("tcp", addr)
