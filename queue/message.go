@@ -143,14 +143,14 @@ func (m *Message) Done() bool {
 	return true
 }
 
-// NextDue is the earliest Next of the pending recipients (zero when one is due
-// at once, or none is pending).
+// NextDue is the earliest Next of the pending recipients that do not wait in
+// a lane (zero when one is due at once, or none is pending).
 func (m *Message) NextDue() time.Time {
 	var next time.Time
 	first := true
 	for i := range m.Rcpts {
 		r := &m.Rcpts[i]
-		if r.State.Done() {
+		if r.State.Done() || r.Wait != "" {
 			continue
 		}
 		if first || r.Next.Before(next) {
