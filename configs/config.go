@@ -216,6 +216,9 @@ type Account struct {
 	// BounceNotices sends an RFC 3464 notice to the envelope sender when a
 	// recipient fails permanently.
 	BounceNotices *bool `toml:"bounce_notices"`
+	// APIKeyHash is the bcrypt hash of the account's key for the HTTP API
+	// ("kiln account hash" makes one); empty: the account has no API access.
+	APIKeyHash string `toml:"api_key_hash"`
 	// Pool is the [[pool]] (or a single [[egress]] by name) the account's
 	// mail leaves through; empty: every configured egress, or the
 	// system's default source address when there is none.

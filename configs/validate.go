@@ -181,6 +181,11 @@ func (c *Config) Validate() error {
 		if _, err := bcrypt.Cost([]byte(a.PasswordHash)); err != nil {
 			add(key+".password_hash", "is not a bcrypt hash (make one with \"kiln account hash\")")
 		}
+		if a.APIKeyHash != "" {
+			if _, err := bcrypt.Cost([]byte(a.APIKeyHash)); err != nil {
+				add(key+".api_key_hash", "is not a bcrypt hash (make one with \"kiln account hash\")")
+			}
+		}
 		if len(a.SenderDomains) == 0 {
 			add(key+".sender_domains", "needs at least one domain the account may send from")
 		}

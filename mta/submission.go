@@ -240,7 +240,14 @@ func (s *session) Data(r io.Reader) error {
 			return senderDomainDenied(dom)
 		}
 	}
-	return s.s.accept(s.submitted(hdr, data))
+	id, allDropped, err := s.s.accept(s.submitted(hdr, data))
+	if err != nil {
+		return err
+	}
+	if allDropped {
+		return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: accepted as " + id + "; every recipient is suppressed, nothing will be sent"}
+	}
+	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: queued as " + id}
 }
 
 // submitted describes the message for Server.accept.
@@ -302,10 +309,11 @@ type incoming struct {
 }
 
 // accept adds kiln's headers, stores the message durably and hands it to the
-// scheduler. Its error is the SMTP reply; nil means 250.
-func (srv *Server) accept(in *incoming) error {
+// scheduler, and returns its queue id; allDropped says every recipient was
+// suppressed and dropped (nothing was queued). Its error is the SMTP reply.
+func (srv *Server) accept(in *incoming) (id string, allDropped bool, err error) {
 	now := srv.clk.Now()
-	id := srv.store.NewID()
+	id = srv.store.NewID()
 	var head bytes.Buffer
 	msgID := in.hdr.messageID
 	if msgID == "" {
@@ -323,7 +331,7 @@ func (srv *Server) accept(in *incoming) error {
 	signed = append(append(signed, head.Bytes()...), in.data...)
 	sig, unsigned, err := srv.sign(in, signed, now)
 	if err != nil {
-		return err
+		return "", false, err
 	}
 	var trace bytes.Buffer
 	srv.writeReceived(&trace, in, id, now)
@@ -351,7 +359,7 @@ func (srv *Server) accept(in *incoming) error {
 	if len(in.rcpts) == 0 {
 		// Every recipient was suppressed and dropped: nothing to queue.
 		srv.emitDroppedAtSubmission(m, in.dropped, now)
-		return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: accepted as " + id + " (every recipient is suppressed: nothing will be sent)"}
+		return id, true, nil
 	}
 	// When the scheduler has room, the message goes straight to it,
 	// already leased, so it never waits for a scan of the index.
@@ -366,10 +374,10 @@ func (srv *Server) accept(in *incoming) error {
 		}
 		if errors.Is(err, queue.ErrDiskFull) {
 			srv.log.Warn("refusing mail: disk nearly full", "err", err)
-			return errDiskFull
+			return "", false, errDiskFull
 		}
 		srv.log.Error("queueing failed", "err", err)
-		return errQueueFailed
+		return "", false, errQueueFailed
 	}
 	srv.metrics.received.Inc()
 	srv.bus.Emit(events.Event{
@@ -383,7 +391,7 @@ func (srv *Server) accept(in *incoming) error {
 	} else {
 		srv.sched.poke()
 	}
-	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: queued as " + id}
+	return id, false, nil
 }
 
 // emitDroppedAtSubmission reports the suppressed recipients accepted and
