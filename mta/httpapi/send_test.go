@@ -385,11 +385,15 @@ func TestHeaderInjection(t *testing.T) {
 		{"subject", func(m map[string]any) { m["subject"] = "Sale\rX: y" }},
 		{"from", func(m map[string]any) { m["from"] = "news@shop.example\r\nBcc: victim@example.com" }},
 		{"from", func(m map[string]any) { m["from"] = "Shop\n <news@shop.example>" }},
-		{"to[1]", func(m map[string]any) { m["to"] = []string{"ann@example.net", "bob@example.net\r\nBcc: victim@example.com"} }},
+		{"to[1]", func(m map[string]any) {
+			m["to"] = []string{"ann@example.net", "bob@example.net\r\nBcc: victim@example.com"}
+		}},
 		{"cc[0]", func(m map[string]any) { m["cc"] = []string{"Carol\r\n <carol@example.net>"} }},
 		{"bcc[0]", func(m map[string]any) { m["bcc"] = []string{"x@example.net\n"} }},
 		{"reply_to", func(m map[string]any) { m["reply_to"] = "help@shop.example\r\nX-Evil: 1" }},
-		{"headers.X-Campaign", func(m map[string]any) { m["headers"] = map[string]string{"X-Campaign": "42\r\nBcc: victim@example.com"} }},
+		{"headers.X-Campaign", func(m map[string]any) {
+			m["headers"] = map[string]string{"X-Campaign": "42\r\nBcc: victim@example.com"}
+		}},
 		{"headers", func(m map[string]any) { m["headers"] = map[string]string{"X-A\r\nBcc": "victim@example.com"} }},
 	}
 	for _, c := range cases {
