@@ -49,6 +49,8 @@ type Config struct {
 	Bounce Bounce `toml:"bounce"`
 	// Events keeps the event history for the API.
 	Events Events `toml:"events"`
+	// Unsubscribe serves one-click unsubscribe links.
+	Unsubscribe Unsubscribe `toml:"unsubscribe"`
 	// Webhooks post events to the account's endpoints.
 	Webhooks []webhook.Config `toml:"webhook"`
 	// Classify extends or overrides the reply classification rules.
@@ -184,6 +186,19 @@ type Bounce struct {
 	MaxSize Size `toml:"max_size"`
 }
 
+// Unsubscribe configures one-click unsubscribe (RFC 8058).
+type Unsubscribe struct {
+	// URL is the public base URL of kiln's unsubscribe endpoint, e.g.
+	// "https://mail.example.com" (usually a TLS proxy in front of Listen);
+	// links go to URL/unsubscribe/<token>.
+	URL string `toml:"url"`
+	// Listen is the HTTP listener for the endpoint (host:port).
+	Listen HostPort `toml:"listen"`
+	// Secret keys the tokens' HMAC, at least 16 characters. Empty: kiln
+	// makes one at first start and keeps it in its store.
+	Secret string `toml:"secret"`
+}
+
 // Events configures the event history.
 type Events struct {
 	// Retention is how long events are kept for the API and for matching
@@ -216,6 +231,11 @@ type Account struct {
 	// BounceNotices sends an RFC 3464 notice to the envelope sender when a
 	// recipient fails permanently.
 	BounceNotices *bool `toml:"bounce_notices"`
+	// Unsubscribe adds RFC 8058 one-click unsubscribe headers (a signed
+	// link, and a mailto when [bounce] domain is set) to the account's
+	// messages that have a single recipient and no List-Unsubscribe of
+	// their own; a click suppresses the address for this account.
+	Unsubscribe bool `toml:"unsubscribe"`
 	// APIKeyHash is the bcrypt hash of the account's key for the HTTP API
 	// ("kiln account hash" makes one); empty: the account has no API access.
 	APIKeyHash string `toml:"api_key_hash"`

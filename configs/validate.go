@@ -126,6 +126,17 @@ func (c *Config) Validate() error {
 		}
 	}
 	positive(add, "bounce.max_size", int64(c.Bounce.MaxSize))
+	if u := c.Unsubscribe; u.URL != "" || u.Listen != "" {
+		if !strings.HasPrefix(u.URL, "https://") && !strings.HasPrefix(u.URL, "http://") {
+			add("unsubscribe.url", "must be the public http(s) base URL of the unsubscribe endpoint")
+		}
+		if u.Listen == "" {
+			add("unsubscribe.listen", "is needed to serve the links (host:port)")
+		}
+		if u.Secret != "" && len(u.Secret) < 16 {
+			add("unsubscribe.secret", "must be at least 16 characters (or empty: kiln makes one)")
+		}
+	}
 	positive(add, "events.retention", int64(c.Events.Retention))
 	if err := c.Classify.Validate(); err != nil {
 		for _, e := range unjoin(err) {
@@ -205,6 +216,9 @@ func (c *Config) Validate() error {
 			}
 		default:
 			add(key+".dkim_unaligned", "must be default_domain, refuse or unsigned, not %q", a.DKIMUnaligned)
+		}
+		if a.Unsubscribe && c.Unsubscribe.URL == "" {
+			add(key+".unsubscribe", "needs [unsubscribe] url and listen")
 		}
 		if a.DKIMDomain != "" && !dkimDomains[strings.ToLower(a.DKIMDomain)] {
 			add(key+".dkim_domain", "no [[dkim]] key is configured for %q", a.DKIMDomain)

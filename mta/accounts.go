@@ -22,6 +22,7 @@ type account struct {
 	// What to do when no DKIM key aligns with a message's From domain.
 	dkimDomain    string
 	dkimUnaligned string
+	unsubscribe   bool
 }
 
 // accounts checks passwords. bcrypt is deliberately slow (tens of
@@ -44,7 +45,7 @@ func newAccounts(cfg []configs.Account) *accounts {
 	rand.Read(a.key[:])
 	for _, c := range cfg {
 		a.byName[c.Name] = &account{name: c.Name, hash: []byte(c.PasswordHash), domains: c.SenderDomains, notices: c.Notices(),
-			pool: c.Pool, dkimDomain: c.DKIMDomain, dkimUnaligned: c.DKIMUnaligned}
+			pool: c.Pool, dkimDomain: c.DKIMDomain, dkimUnaligned: c.DKIMUnaligned, unsubscribe: c.Unsubscribe}
 	}
 	return a
 }

@@ -39,6 +39,7 @@ type bounceSession struct {
 	s      *Server
 	client string
 	tokens []verpToken
+	unsubs []verpToken
 }
 
 func (b *bounceSession) Mail(from string, opts *smtp.MailOptions) error { return nil }
@@ -46,6 +47,12 @@ func (b *bounceSession) Mail(from string, opts *smtp.MailOptions) error { return
 func (b *bounceSession) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if b.s.verp == nil {
 		return errBounceRelay
+	}
+	if tok, ok := b.s.unsub.parseMail(to); ok {
+		// An unsubscribe by mail (the List-Unsubscribe mailto): the
+		// address is the request; the body does not matter.
+		b.unsubs = append(b.unsubs, tok)
+		return nil
 	}
 	tok, ok := b.s.verp.parse(to)
 	if !ok {
@@ -71,6 +78,15 @@ func (b *bounceSession) Data(r io.Reader) error {
 		}
 		return errQueueFailed
 	}
+	for _, tok := range b.unsubs {
+		st := b.s.recipientOf(tok, &policy.Report{})
+		if st.addr != "" {
+			b.s.unsubscribe(st.account, st.addr, tok.ID, "unsubscribe by mail (List-Unsubscribe mailto) from "+b.client)
+		}
+	}
+	if len(b.tokens) == 0 {
+		return nil
+	}
 	report, err := b.s.policy.ParseBounce(raw)
 	if err != nil {
 		b.s.log.Warn("unreadable bounce report accepted and ignored", "client", b.client, "err", err, "bytes", len(raw))
@@ -82,7 +98,7 @@ func (b *bounceSession) Data(r io.Reader) error {
 	return nil
 }
 
-func (b *bounceSession) Reset()        { b.tokens = b.tokens[:0] }
+func (b *bounceSession) Reset()        { b.tokens, b.unsubs = b.tokens[:0], b.unsubs[:0] }
 func (b *bounceSession) Logout() error { return nil }
 
 // sentTo is what kiln knows of the recipient a token names.

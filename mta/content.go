@@ -54,6 +54,8 @@ type headerInfo struct {
 	from      []string // the values of every From field, unfolded
 	messageID string
 	hasDate   bool
+	// hasListUnsubscribe: the message brings its own List-Unsubscribe.
+	hasListUnsubscribe bool
 }
 
 // scanHeader reads the header section of a CRLF message: field names are
@@ -71,6 +73,8 @@ func scanHeader(msg []byte) headerInfo {
 			h.messageID = strings.TrimSpace(string(value))
 		case "date":
 			h.hasDate = true
+		case "list-unsubscribe":
+			h.hasListUnsubscribe = true
 		}
 		name, value = "", nil
 	}
@@ -104,7 +108,7 @@ func scanHeader(msg []byte) headerInfo {
 				return h
 			}
 			name = strings.ToLower(strings.TrimRight(string(line[:colon]), " \t"))
-			if name == "from" || name == "message-id" || name == "date" {
+			if name == "from" || name == "message-id" || name == "date" || name == "list-unsubscribe" {
 				value = append([]byte(nil), line[colon+1:]...)
 			}
 		}

@@ -72,6 +72,8 @@ type Server struct {
 	suppress   *suppress.List
 	breaker    *suppress.Breaker
 	verp       *verp
+	unsub      *unsubscriber
+	unsubHTTP  *http.Server
 	signer     *dkim.Signer
 	warm       *warmup.Controller
 	events     *store.Store
@@ -163,6 +165,10 @@ func New(cfg *configs.Config, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("circuit breaker: %w", err)
 	}
 	if srv.verp, err = newVERP(cfg.Bounce.Domain, cfg.Bounce.Secret, srv.db); err != nil {
+		srv.closeStores()
+		return nil, err
+	}
+	if srv.unsub, err = newUnsubscriber(Unsub{URL: cfg.Unsubscribe.URL, Secret: cfg.Unsubscribe.Secret}, cfg.Bounce.Domain, srv.db); err != nil {
 		srv.closeStores()
 		return nil, err
 	}
@@ -292,6 +298,11 @@ func (srv *Server) listen() error {
 			return err
 		}
 	}
+	if srv.unsub != nil && srv.cfg.Unsubscribe.Listen != "" {
+		if err := srv.serveUnsubscribe(string(srv.cfg.Unsubscribe.Listen)); err != nil {
+			return err
+		}
+	}
 	for _, addr := range srv.cfg.Bounce.Listen {
 		if err := srv.serveBounce(string(addr)); err != nil {
 			return err
@@ -381,6 +392,9 @@ func (srv *Server) Shutdown(grace time.Duration) error {
 		}
 		if srv.admin != nil {
 			srv.admin.Shutdown(ctx)
+		}
+		if srv.unsubHTTP != nil {
+			srv.unsubHTTP.Shutdown(ctx)
 		}
 		srv.cancel() // aborts transactions still running, stops the scheduler
 		srv.wg.Wait()

@@ -323,6 +323,9 @@ func (srv *Server) accept(in *incoming) (id string, allDropped bool, err error) 
 	if !in.hdr.hasDate {
 		head.WriteString("Date: " + now.Format(rfc5322Date) + "\r\n")
 	}
+	if in.account != nil && in.account.unsubscribe && srv.unsub != nil && len(in.rcpts) == 1 && !in.hdr.hasListUnsubscribe {
+		head.WriteString(srv.unsub.headers(in.account.name, in.rcpts[0], id))
+	}
 	// Sign once, here, before the 250: the signature covers the Message-ID
 	// and Date kiln may have added, and is stored with the message so no
 	// delivery attempt signs again. The Received field goes on top
