@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/netip"
 	"sort"
-	"strings"
 
 	"kiln/configs"
 	"kiln/events"
@@ -303,12 +302,4 @@ func clientAddr(r *http.Request) netip.Addr {
 		return netip.Addr{}
 	}
 	return ap.Addr().Unmap()
-}
-
-// validID reports whether s can be a queue id: short, printable, no slash.
-func validID(s string) bool {
-	if s == "" || len(s) > 128 {
-		return false
-	}
-	return !strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f || r == '/' })
 }

@@ -61,7 +61,7 @@ func (a *API) message(w http.ResponseWriter, r *http.Request, p Principal) {
 	notFound := func() {
 		writeError(w, http.StatusNotFound, apiError{Code: "not_found", Message: "no message " + strconv.Quote(clip(id, 130))})
 	}
-	if !validID(id) {
+	if !queue.ValidID(id) {
 		notFound()
 		return
 	}

@@ -16,7 +16,7 @@ import (
 func TestMessageInQueue(t *testing.T) {
 	w := newWorld(t)
 	next := t0.Add(10 * time.Minute)
-	w.queue.msgs["Q1"] = &queue.Message{ID: "Q1", Account: "shop", From: "news@shop.example", MessageID: "<1@shop.example>",
+	w.queue.msgs["00000000000000a1"] = &queue.Message{ID: "00000000000000a1", Account: "shop", From: "news@shop.example", MessageID: "<1@shop.example>",
 		Created: t0.Add(-time.Hour), Due: next, Attempts: 1, Tags: []string{"spring"},
 		Rcpts: []queue.Rcpt{
 			{Addr: "ann@example.net", State: queue.RcptDelivered, Attempts: 1, Code: 250, Line: "250 ok", Host: "mx.example.net", Updated: t0.Add(-time.Minute)},
@@ -24,17 +24,17 @@ func TestMessageInQueue(t *testing.T) {
 			{Addr: "cat@example.org", State: queue.RcptPending},
 		}}
 	w.events.add(
-		events.Event{Time: t0.Add(-time.Hour), Type: events.Received, ID: "Q1", Account: "shop", MessageID: "<1@shop.example>"},
-		events.Event{Time: t0.Add(-time.Minute), Type: events.Delivered, ID: "Q1", Account: "shop", Recipient: "ann@example.net"},
+		events.Event{Time: t0.Add(-time.Hour), Type: events.Received, ID: "00000000000000a1", Account: "shop", MessageID: "<1@shop.example>"},
+		events.Event{Time: t0.Add(-time.Minute), Type: events.Delivered, ID: "00000000000000a1", Account: "shop", Recipient: "ann@example.net"},
 	)
 	for _, key := range []string{shopKey, adminKey} {
-		r := w.do("GET", "/api/v1/messages/Q1", key, nil)
+		r := w.do("GET", "/api/v1/messages/00000000000000a1", key, nil)
 		expectStatus(t, r, 200)
 		var st MessageStatus
 		if err := json.Unmarshal(r.body, &st); err != nil {
 			t.Fatal(err)
 		}
-		if st.ID != "Q1" || st.State != "deferred" || !st.Queued || st.Account != "shop" || st.MessageID != "<1@shop.example>" ||
+		if st.ID != "00000000000000a1" || st.State != "deferred" || !st.Queued || st.Account != "shop" || st.MessageID != "<1@shop.example>" ||
 			st.NextAttempt == nil || !st.NextAttempt.Equal(next) || len(st.Events) != 2 || st.Tags[0] != "spring" {
 			t.Errorf("status: %s", r.body)
 		}
@@ -60,11 +60,11 @@ func TestMessageInQueue(t *testing.T) {
 			m.Due = t0
 		}, "queued"},
 	} {
-		m := w.queue.msgs["Q1"].Clone()
+		m := w.queue.msgs["00000000000000a1"].Clone()
 		c.edit(m)
-		w.queue.msgs["Q2"] = m
-		m.ID = "Q2"
-		r := w.do("GET", "/api/v1/messages/Q2", shopKey, nil)
+		w.queue.msgs["00000000000000a2"] = m
+		m.ID = "00000000000000a2"
+		r := w.do("GET", "/api/v1/messages/00000000000000a2", shopKey, nil)
 		expectStatus(t, r, 200)
 		if got := r.json(t)["state"]; got != c.want {
 			t.Errorf("state %v, want %s", got, c.want)
@@ -76,13 +76,13 @@ func TestMessageFromEvents(t *testing.T) {
 	w := newWorld(t)
 	next := t0.Add(time.Minute)
 	w.events.add(
-		events.Event{Time: t0, Type: events.Received, ID: "Q9", Account: "shop", From: "news@shop.example", MessageID: "<9@shop.example>", Tags: []string{"a"}},
-		events.Event{Time: t0.Add(1 * time.Second), Type: events.Deferred, ID: "Q9", Account: "shop", Recipient: "bob@example.org", Code: 451, Attempt: 1, Next: &next},
-		events.Event{Time: t0.Add(2 * time.Second), Type: events.Delivered, ID: "Q9", Account: "shop", Recipient: "ann@example.net", Code: 250, Attempt: 1},
-		events.Event{Time: t0.Add(3 * time.Second), Type: events.Bounced, ID: "Q9", Account: "shop", Recipient: "Bob@example.org", Code: 550,
+		events.Event{Time: t0, Type: events.Received, ID: "00000000000000q9", Account: "shop", From: "news@shop.example", MessageID: "<9@shop.example>", Tags: []string{"a"}},
+		events.Event{Time: t0.Add(1 * time.Second), Type: events.Deferred, ID: "00000000000000q9", Account: "shop", Recipient: "bob@example.org", Code: 451, Attempt: 1, Next: &next},
+		events.Event{Time: t0.Add(2 * time.Second), Type: events.Delivered, ID: "00000000000000q9", Account: "shop", Recipient: "ann@example.net", Code: 250, Attempt: 1},
+		events.Event{Time: t0.Add(3 * time.Second), Type: events.Bounced, ID: "00000000000000q9", Account: "shop", Recipient: "Bob@example.org", Code: 550,
 			Enhanced: "5.1.1", Reply: "550 5.1.1 no such user", Reason: "userunknown", Hard: true, Rule: "generic.userunknown", Attempt: 2},
 	)
-	r := w.do("GET", "/api/v1/messages/Q9", shopKey, nil)
+	r := w.do("GET", "/api/v1/messages/00000000000000q9", shopKey, nil)
 	expectStatus(t, r, 200)
 	var st MessageStatus
 	json.Unmarshal(r.body, &st)
@@ -99,8 +99,8 @@ func TestMessageFromEvents(t *testing.T) {
 	if bob.Address != "bob@example.org" || bob.State != "bounced" || bob.Reason != "userunknown" || bob.Enhanced != "5.1.1" || bob.Attempts != 2 || bob.NextAttempt != nil {
 		t.Errorf("bob %+v", bob)
 	}
-	w.events.add(events.Event{Time: t0, Type: events.Delivered, ID: "Q8", Account: "shop", Recipient: "ann@example.net"})
-	if r := w.do("GET", "/api/v1/messages/Q8", shopKey, nil); r.json(t)["state"] != "delivered" {
+	w.events.add(events.Event{Time: t0, Type: events.Delivered, ID: "00000000000000q8", Account: "shop", Recipient: "ann@example.net"})
+	if r := w.do("GET", "/api/v1/messages/00000000000000q8", shopKey, nil); r.json(t)["state"] != "delivered" {
 		t.Errorf("Q8: %s", r.body)
 	}
 }
@@ -109,26 +109,26 @@ func TestMessageFromEvents(t *testing.T) {
 // not exist.
 func TestMessageOtherAccount(t *testing.T) {
 	w := newWorld(t)
-	w.queue.msgs["QN"] = &queue.Message{ID: "QN", Account: "news_letter", From: "a@news.example", Rcpts: []queue.Rcpt{{Addr: "x@example.net"}}}
-	w.queue.msgs["QOP"] = &queue.Message{ID: "QOP", From: "ops@kiln.example", Rcpts: []queue.Rcpt{{Addr: "x@example.net"}}}
-	w.events.add(events.Event{Time: t0, Type: events.Delivered, ID: "QE", Account: "news_letter", Recipient: "x@example.net"})
-	missing := w.do("GET", "/api/v1/messages/QX", shopKey, nil)
+	w.queue.msgs["00000000000000n1"] = &queue.Message{ID: "00000000000000n1", Account: "news_letter", From: "a@news.example", Rcpts: []queue.Rcpt{{Addr: "x@example.net"}}}
+	w.queue.msgs["00000000000000p1"] = &queue.Message{ID: "00000000000000p1", From: "ops@kiln.example", Rcpts: []queue.Rcpt{{Addr: "x@example.net"}}}
+	w.events.add(events.Event{Time: t0, Type: events.Delivered, ID: "00000000000000e1", Account: "news_letter", Recipient: "x@example.net"})
+	missing := w.do("GET", "/api/v1/messages/00000000000000x1", shopKey, nil)
 	expectStatus(t, missing, 404)
 	if missing.apiErr(t)["code"] != "not_found" {
 		t.Errorf("%s", missing.body)
 	}
-	for _, id := range []string{"QN", "QOP", "QE"} {
+	for _, id := range []string{"00000000000000n1", "00000000000000p1", "00000000000000e1"} {
 		r := w.do("GET", "/api/v1/messages/"+id, shopKey, nil)
 		expectStatus(t, r, 404)
-		if strings.ReplaceAll(string(r.body), id, "QX") != string(missing.body) {
+		if strings.ReplaceAll(string(r.body), id, "00000000000000x1") != string(missing.body) {
 			t.Errorf("%s: %s differs from %s", id, r.body, missing.body)
 		}
 		expectStatus(t, w.do("GET", "/api/v1/messages/"+id, adminKey, nil), 200)
 	}
-	expectStatus(t, w.do("GET", "/api/v1/messages/QN", newsKey, nil), 200)
+	expectStatus(t, w.do("GET", "/api/v1/messages/00000000000000n1", newsKey, nil), 200)
 	expectStatus(t, w.do("GET", "/api/v1/messages/"+strings.Repeat("a", 200), adminKey, nil), 404)
 	w.queue.err = errors.New("disk gone")
-	r := w.do("GET", "/api/v1/messages/QN", adminKey, nil)
+	r := w.do("GET", "/api/v1/messages/00000000000000n1", adminKey, nil)
 	expectStatus(t, r, 500)
 	if strings.Contains(string(r.body), "disk gone") {
 		t.Errorf("internal error text in the answer: %s", r.body)
@@ -138,9 +138,9 @@ func TestMessageOtherAccount(t *testing.T) {
 func TestEvents(t *testing.T) {
 	w := newWorld(t)
 	w.events.add(
-		events.Event{Time: t0, Type: events.Delivered, ID: "Q1", Account: "shop", Recipient: "ann@example.net"},
-		events.Event{Time: t0.Add(time.Second), Type: events.Bounced, ID: "Q1", Account: "shop", Recipient: "bob@example.org"},
-		events.Event{Time: t0.Add(2 * time.Second), Type: events.Delivered, ID: "Q2", Account: "news_letter", Recipient: "ann@example.net"},
+		events.Event{Time: t0, Type: events.Delivered, ID: "00000000000000a1", Account: "shop", Recipient: "ann@example.net"},
+		events.Event{Time: t0.Add(time.Second), Type: events.Bounced, ID: "00000000000000a1", Account: "shop", Recipient: "bob@example.org"},
+		events.Event{Time: t0.Add(2 * time.Second), Type: events.Delivered, ID: "00000000000000a2", Account: "news_letter", Recipient: "ann@example.net"},
 	)
 	r := w.do("GET", "/api/v1/events", shopKey, nil)
 	expectStatus(t, r, 200)
@@ -152,12 +152,12 @@ func TestEvents(t *testing.T) {
 	if len(page.Events) != 2 || page.Next == nil || w.events.last.Account != "shop" {
 		t.Errorf("account's events: %s (query %+v)", r.body, w.events.last)
 	}
-	r = w.do("GET", "/api/v1/events?type=delivered,bounced&type=expired&recipient=ann@example.net&since=2025-03-03T11:00:00Z&until=2025-03-03T13:00:00.5Z&limit=50&cursor=page2&id=Q1&message_id=%3Cx%3E", shopKey, nil)
+	r = w.do("GET", "/api/v1/events?type=delivered,bounced&type=expired&recipient=ann@example.net&since=2025-03-03T11:00:00Z&until=2025-03-03T13:00:00.5Z&limit=50&cursor=page2&id=00000000000000a1&message_id=%3Cx%3E", shopKey, nil)
 	expectStatus(t, r, 200)
 	q := w.events.last
 	if !slices.Equal(q.Types, []string{"delivered", "bounced", "expired"}) || q.Recipient != "ann@example.net" || q.Limit != 50 ||
 		q.Cursor != "page2" || !q.Since.Equal(t0.Add(-time.Hour)) || !q.Until.Equal(t0.Add(time.Hour+500*time.Millisecond)) ||
-		q.ID != "Q1" || q.MessageID != "<x>" || q.Account != "shop" {
+		q.ID != "00000000000000a1" || q.MessageID != "<x>" || q.Account != "shop" {
 		t.Errorf("query %+v", q)
 	}
 	// The admin sees every account, or one it names.
@@ -195,8 +195,8 @@ func TestEvents(t *testing.T) {
 	}
 	w2 := newWorld(t, func(d *Deps) { d.Events = nil })
 	expectStatus(t, w2.do("GET", "/api/v1/events", shopKey, nil), 503)
-	w2.queue.msgs["Q1"] = &queue.Message{ID: "Q1", Account: "shop", Rcpts: []queue.Rcpt{{Addr: "a@example.net"}}}
-	r = w2.do("GET", "/api/v1/messages/Q1", shopKey, nil)
+	w2.queue.msgs["00000000000000a1"] = &queue.Message{ID: "00000000000000a1", Account: "shop", Rcpts: []queue.Rcpt{{Addr: "a@example.net"}}}
+	r = w2.do("GET", "/api/v1/messages/00000000000000a1", shopKey, nil)
 	expectStatus(t, r, 200)
 	if evs, ok := r.json(t)["events"].([]any); !ok || len(evs) != 0 {
 		t.Errorf("without an event store: %s", r.body)
@@ -244,7 +244,7 @@ func TestRouting(t *testing.T) {
 	root.HandleFunc("/", func(rw http.ResponseWriter, r *http.Request) { rw.WriteHeader(http.StatusTeapot) })
 	w.api.Mount(root)
 	for path, want := range map[string]int{
-		"/api/v1/messages/Q1":  404, // the API's: no such message
+		"/api/v1/messages/00000000000000a1":  404, // the API's: no such message
 		"/api/v1/messages":     405,
 		"/api/v1/openapi.json": 200,
 		"/api/v1/queue":        http.StatusTeapot,
