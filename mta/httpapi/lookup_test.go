@@ -244,10 +244,10 @@ func TestRouting(t *testing.T) {
 	root.HandleFunc("/", func(rw http.ResponseWriter, r *http.Request) { rw.WriteHeader(http.StatusTeapot) })
 	w.api.Mount(root)
 	for path, want := range map[string]int{
-		"/api/v1/messages/00000000000000a1":  404, // the API's: no such message
-		"/api/v1/messages":     405,
-		"/api/v1/openapi.json": 200,
-		"/api/v1/queue":        http.StatusTeapot,
+		"/api/v1/messages/00000000000000a1": 404, // the API's: no such message
+		"/api/v1/messages":                  405,
+		"/api/v1/openapi.json":              200,
+		"/api/v1/queue":                     http.StatusTeapot,
 	} {
 		req := newRequest("GET", path, nil)
 		req.Header.Set("Authorization", "Bearer "+adminKey)
