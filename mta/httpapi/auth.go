@@ -104,6 +104,13 @@ func newKeyring(accounts map[string]string, adminHash string) *keyring {
 	return k
 }
 
+// accountKey reports whether key is shaped as the key of an account that
+// has one.
+func (k *keyring) accountKey(key string) bool {
+	acct, shaped := splitKey(key)
+	return shaped && k.accounts[acct] != nil
+}
+
 var errBusy = errors.New("gave up waiting to verify the key")
 
 // verify returns the principal key belongs to. A key shaped like an account
@@ -191,9 +198,9 @@ func loopback(r *http.Request) bool {
 }
 
 // Authenticate returns the principal of r's bearer key. With no admin key
-// configured, a loopback client that sends no Authorization header is the
-// admin, as on the rest of the admin listener; a key it does send is checked
-// all the same. The key is never logged.
+// configured, a loopback client is the admin, as on the rest of the admin
+// listener, unless it sends an account's key, which is checked. The key is
+// never logged.
 func (a *API) Authenticate(r *http.Request) (Principal, bool) {
 	p, _, ok := a.authenticate(r)
 	return p, ok
@@ -203,13 +210,17 @@ func (a *API) Authenticate(r *http.Request) (Principal, bool) {
 // echoing the key).
 func (a *API) authenticate(r *http.Request) (Principal, string, bool) {
 	key, sent := bearer(r)
-	if !sent {
-		if a.keys.admin == nil && loopback(r) {
-			return Principal{Admin: true}, "", true
-		}
-		return Principal{}, "an API key is required (Authorization: Bearer <key>)", false
+	if a.keys.admin == nil && loopback(r) && !a.keys.accountKey(key) {
+		// No admin key to check: a loopback client is the admin whatever
+		// else it sends, as on the rest of the admin listener. An account's
+		// key is still checked, so a mistyped one is refused rather than
+		// quietly given the admin's reach.
+		return Principal{Admin: true}, "", true
 	}
-	if key == "" {
+	switch {
+	case !sent:
+		return Principal{}, "an API key is required (Authorization: Bearer <key>)", false
+	case key == "":
 		return Principal{}, "the Authorization header must be \"Bearer <key>\"", false
 	}
 	p, ok, err := a.keys.verify(r.Context(), key)

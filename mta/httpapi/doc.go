@@ -33,8 +33,10 @@
 // every core. A missing or wrong key is answered 401 and logged with the
 // client's address and the reason, never with the key.
 //
-// With no [admin] key_hash, a loopback client that sends no key is the admin,
-// as on the rest of the admin listener.
+// With no [admin] key_hash, a loopback client is the admin, as on the rest
+// of the admin listener, unless it sends an account's key: that key is
+// checked, so a mistyped one is refused instead of quietly given the
+// admin's reach. Other clients need an account's key.
 //
 // # Who sees what
 //
