@@ -206,13 +206,20 @@ func (s *scheduler) drainLane(ln *lane, now time.Time) {
 			return
 		}
 		// Granted: the message comes into hand with these recipients out of
-		// the lane and due now.
+		// the lane and due now. The time they waited for capacity is added
+		// to the message's lifetime: it never expires only for waiting its
+		// turn.
 		s.inHand.Add(1)
 		m.Lock()
+		var waited time.Duration
 		for _, i := range idx {
-			m.Rcpts[i].Wait = ""
-			m.Rcpts[i].Next = time.Time{}
+			r := &m.Rcpts[i]
+			if !r.WaitSince.IsZero() && now.Sub(r.WaitSince) > waited {
+				waited = now.Sub(r.WaitSince)
+			}
+			r.Wait, r.WaitSince, r.Next = "", time.Time{}, time.Time{}
 		}
+		m.Waited += waited
 		m.Leased = true
 		m.Due = now.Add(leaseTTL)
 		m.Unlock()
@@ -309,24 +316,23 @@ func (s *scheduler) admitWarm(cr cachedRoute, j *job) {
 			s.wakeLaneAt(ln, refused.RetryAt)
 		}
 		w := &job{e: j.e, domain: j.domain, rcpts: rest, wsite: cr.site}
-		retryAt, capWait := refused.RetryAt, refused.CapWait
-		s.srv.async("wait for capacity", func() { s.srv.parkJob(w, ln.key, retryAt, capWait) })
+		retryAt := refused.RetryAt
+		s.srv.async("wait for capacity", func() { s.srv.parkJob(w, ln.key, retryAt) })
 	}
 }
 
-// parkJob puts a job's recipients in their lane's wait index. The time until
-// capacity returns is added to the message's lifetime when the wait is for
-// warm-up capacity rather than something the remote said.
-func (srv *Server) parkJob(j *job, laneKey string, retryAt time.Time, capWait bool) {
+// parkJob puts a job's recipients in their lane's wait index; the lane
+// credits the time they spend there when it takes them (drainLane).
+func (srv *Server) parkJob(j *job, laneKey string, retryAt time.Time) {
 	e, m := j.e, j.e.m
 	now := srv.clk.Now()
 	m.Lock()
 	for _, i := range j.rcpts {
-		m.Rcpts[i].Wait = laneKey
-		m.Rcpts[i].Next = retryAt
-	}
-	if capWait && retryAt.After(now) {
-		m.Waited += retryAt.Sub(now)
+		r := &m.Rcpts[i]
+		r.Wait, r.Next = laneKey, retryAt
+		if r.WaitSince.IsZero() {
+			r.WaitSince = now
+		}
 	}
 	e.jobs--
 	final := e.jobs <= 0

@@ -48,6 +48,8 @@ type Rcpt struct {
 	// waits in for sending capacity: it is then out of the schedule and
 	// in that lane's wait index until the scheduler takes it.
 	Wait string `json:"wait,omitempty"`
+	// WaitSince is when the recipient entered its lane.
+	WaitSince time.Time `json:"wait_since,omitzero"`
 }
 
 // Domain is the recipient's domain, lower-cased.
