@@ -231,6 +231,11 @@ type Account struct {
 	// BounceNotices sends an RFC 3464 notice to the envelope sender when a
 	// recipient fails permanently.
 	BounceNotices *bool `toml:"bounce_notices"`
+	// CheckRecipientDomains refuses, at RCPT time, a recipient whose domain
+	// provably cannot receive mail (it does not exist, has a null MX, or no
+	// address at all), using the cached resolver, so such addresses never
+	// become hard bounces against the sending IP. A DNS failure accepts.
+	CheckRecipientDomains bool `toml:"check_recipient_domains"`
 	// Unsubscribe adds RFC 8058 one-click unsubscribe headers (a signed
 	// link, and a mailto when [bounce] domain is set) to the account's
 	// messages that have a single recipient and no List-Unsubscribe of

@@ -23,6 +23,7 @@ type account struct {
 	dkimDomain    string
 	dkimUnaligned string
 	unsubscribe   bool
+	checkDomains  bool
 }
 
 // accounts checks passwords. bcrypt is deliberately slow (tens of
@@ -45,7 +46,8 @@ func newAccounts(cfg []configs.Account) *accounts {
 	rand.Read(a.key[:])
 	for _, c := range cfg {
 		a.byName[c.Name] = &account{name: c.Name, hash: []byte(c.PasswordHash), domains: c.SenderDomains, notices: c.Notices(),
-			pool: c.Pool, dkimDomain: c.DKIMDomain, dkimUnaligned: c.DKIMUnaligned, unsubscribe: c.Unsubscribe}
+			pool: c.Pool, dkimDomain: c.DKIMDomain, dkimUnaligned: c.DKIMUnaligned, unsubscribe: c.Unsubscribe,
+			checkDomains: c.CheckRecipientDomains}
 	}
 	return a
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -177,6 +178,11 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	account := ""
 	if s.acct != nil {
 		account = s.acct.name
+		if s.acct.checkDomains {
+			if err := s.s.checkDomain(domainOf(to)); err != nil {
+				return err
+			}
+		}
 	}
 	if e, ok := s.s.suppressedFor(account, to); ok {
 		if s.s.cfg.Suppression.RcptAction == suppress.RcptDrop {
@@ -395,6 +401,30 @@ func (srv *Server) accept(in *incoming) (id string, allDropped bool, err error) 
 		srv.sched.poke()
 	}
 	return id, false, nil
+}
+
+// checkDomain refuses a recipient domain that provably cannot receive mail,
+// with the reply its MX lookup would give at delivery. Domains routed to a
+// smarthost are not looked up; a DNS failure, or a lookup that takes too
+// long, accepts the recipient (delivery will find out).
+func (srv *Server) checkDomain(domain string) error {
+	if srv.router.static(domain) != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, _, fail := srv.router.lookup(ctx, domain)
+	if fail == nil || fail.Code < 500 {
+		return nil
+	}
+	enh := smtp.EnhancedCode{5, 1, 2}
+	if p := strings.Split(fail.Enhanced, "."); len(p) == 3 {
+		a, _ := strconv.Atoi(p[0])
+		b, _ := strconv.Atoi(p[1])
+		c, _ := strconv.Atoi(p[2])
+		enh = smtp.EnhancedCode{a, b, c}
+	}
+	return &smtp.SMTPError{Code: fail.Code, EnhancedCode: enh, Message: "Recipient domain " + domain + " cannot receive mail: " + fail.Line}
 }
 
 // emitDroppedAtSubmission reports the suppressed recipients accepted and

@@ -3,6 +3,7 @@ package mta
 import (
 	"bytes"
 	"encoding/base64"
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"kiln/configs"
+	"kiln/internal/fakedns"
 	"kiln/internal/fakemx"
 )
 
@@ -283,4 +285,28 @@ func TestConnectionLimitPerIP(t *testing.T) {
 		defer c.Close()
 		return strings.HasPrefix(readLine(c), "220")
 	})
+}
+
+func TestRecipientDomainCheck(t *testing.T) {
+	w := newWorld(t, func(c *configs.Config) {
+		untrusted(c)
+		c.Accounts[0].CheckRecipientDomains = true
+	})
+	w.domain("dest.test", 2)
+	w.dns.AddNullMX("nomail.test")
+	w.dns.SetFault("broken.test", fakedns.ServFail) // a DNS failure accepts
+	c := dialSMTP(t, w.submitAddr())
+	c.must("EHLO app.test", 250)
+	c.must("AUTH PLAIN "+plain("news", "s3cret"), 235)
+	c.must("MAIL FROM:<a@news.test>", 250)
+	c.must("RCPT TO:<r@dest.test>", 250)
+	for addr, want := range map[string]string{"r@nxdomain.test": "550 5.1.2", "r@nomail.test": "556 5.1.10"} {
+		code, msg := c.cmd("RCPT TO:<" + addr + ">")
+		if got := strings.Fields(fmt.Sprintf("%d %s", code, msg)); len(got) < 2 || got[0]+" "+got[1] != want {
+			t.Errorf("%s: %d %s, want %s", addr, code, msg, want)
+		}
+	}
+	if code, msg := c.cmd("RCPT TO:<r@broken.test>"); code != 250 {
+		t.Errorf("a DNS failure refused the recipient: %d %s", code, msg)
+	}
 }
