@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"reflect"
 	"sort"
 
 	"kiln/configs"
@@ -135,6 +136,11 @@ func New(d Deps) *API {
 	if d.MaxBodyBytes <= 0 {
 		d.MaxBodyBytes = 2*d.MaxMessageBytes + 1<<20
 	}
+	// A nil *store.Store passed as Events is not a nil interface: treat it
+	// as none rather than call its methods.
+	if isNil(d.Events) {
+		d.Events = nil
+	}
 	hashes := map[string]string{}
 	for _, acct := range d.Accounts {
 		hashes[acct.Name] = acct.APIKeyHash
@@ -156,6 +162,14 @@ func New(d Deps) *API {
 		a.mux.Handle(rt.Pattern(), a.serve(rt))
 	}
 	return a
+}
+
+func isNil(v any) bool {
+	if v == nil {
+		return true
+	}
+	rv := reflect.ValueOf(v)
+	return rv.Kind() == reflect.Pointer && rv.IsNil()
 }
 
 // suppressionRoutes are the suppression list's endpoints (suppress.Handler)

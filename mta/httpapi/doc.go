@@ -8,6 +8,23 @@
 // The package does not know the daemon: it is given plain functions and
 // small interfaces (Deps), so the daemon can import it.
 //
+// # Mounting
+//
+// The API checks keys itself, so it is mounted beside the admin routes'
+// guard, not behind it; Mount registers its paths (Paths) on the listener's
+// root mux, and the suppression list's handler is passed in to be served
+// through the API's keys:
+//
+//	sh := suppress.Handler(list, suppress.HandlerOptions{...})
+//	api := httpapi.New(httpapi.Deps{Submit: submit, Queue: queueStore, Events: eventStore,
+//		Suppressions: sh, Accounts: cfg.Accounts, AdminKeyHash: cfg.Admin.KeyHash,
+//		Clock: clk, Log: log, MaxMessageBytes: int64(cfg.Submission.MaxMessageSize)})
+//	api.Mount(root)                   // /api/v1/messages..., events, suppressions..., openapi.json
+//	root.Handle("/", guard(adminMux)) // queue, warm-up, breakers, metrics (api.RequireAdmin fits)
+//
+// Submit is the daemon's submission path adapted to Submission and
+// SubmitError.
+//
 // # Keys
 //
 // A request carries a key as "Authorization: Bearer <key>". The admin key is

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"kiln/events"
+	"kiln/events/store"
 	"kiln/queue"
 )
 
@@ -193,7 +194,8 @@ func TestEvents(t *testing.T) {
 			t.Errorf("%s: %s", q, r.body)
 		}
 	}
-	w2 := newWorld(t, func(d *Deps) { d.Events = nil })
+	var none *store.Store // as the daemon would pass it without an event store
+	w2 := newWorld(t, func(d *Deps) { d.Events = none })
 	expectStatus(t, w2.do("GET", "/api/v1/events", shopKey, nil), 503)
 	w2.queue.msgs["00000000000000a1"] = &queue.Message{ID: "00000000000000a1", Account: "shop", Rcpts: []queue.Rcpt{{Addr: "a@example.net"}}}
 	r = w2.do("GET", "/api/v1/messages/00000000000000a1", shopKey, nil)
