@@ -137,7 +137,7 @@ func (srv *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 		status = "disk_low"
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
-		"status": status, "queue": total, "held": held, "free_disk_bytes": free,
+		"status": status, "queue": total, "held": held, "counts": srv.store.Counts(), "free_disk_bytes": free,
 		"stats": srv.store.Stats(), "recovered": srv.store.Recovered(),
 	})
 }

@@ -14,6 +14,13 @@ func (srv *Server) dashboardHandler(auth *adminAuth) http.Handler {
 		Events:       srv.events,
 		Queue:        srv.store,
 		Suppressions: dashboard.SuppressList(srv.suppress, srv.clk),
-		Clock:        srv.clk,
+		PendingByDomain: func(limit int) ([]dashboard.DomainCount, error) {
+			var out []dashboard.DomainCount
+			for _, d := range srv.store.PendingByDomain(limit) {
+				out = append(out, dashboard.DomainCount{Domain: d.Domain, Pending: d.Pending})
+			}
+			return out, nil
+		},
+		Clock: srv.clk,
 	}, dashboard.Options{Authorize: auth.check, Log: srv.log})
 }

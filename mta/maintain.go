@@ -38,6 +38,7 @@ func (srv *Server) updateGauges() {
 	srv.metrics.queueSize.WithLabelValues("all").Set(float64(total))
 	srv.metrics.queueSize.WithLabelValues("held").Set(float64(held))
 	srv.metrics.queueSize.WithLabelValues("active").Set(float64(srv.sched.inHand.Load()))
+	srv.metrics.pendingRecipients.Set(float64(srv.store.Counts().Pending))
 }
 
 // collectGarbage rewrites value-log files that are mostly garbage, one at a

@@ -10,15 +10,16 @@ import (
 type metrics struct {
 	reg *prometheus.Registry
 
-	received         prometheus.Counter
-	outcomes         *prometheus.CounterVec // by result and reason
-	authFailures     prometheus.Counter
-	refusedSmuggling prometheus.Counter
-	connections      *prometheus.GaugeVec // outbound connections open
-	deliveryLatency  prometheus.Histogram // received to delivered
-	attemptLatency   prometheus.Histogram
-	panics           prometheus.Counter
-	queueSize        *prometheus.GaugeVec
+	received          prometheus.Counter
+	outcomes          *prometheus.CounterVec // by result and reason
+	authFailures      prometheus.Counter
+	refusedSmuggling  prometheus.Counter
+	connections       *prometheus.GaugeVec // outbound connections open
+	deliveryLatency   prometheus.Histogram // received to delivered
+	attemptLatency    prometheus.Histogram
+	panics            prometheus.Counter
+	queueSize         *prometheus.GaugeVec
+	pendingRecipients prometheus.Gauge
 }
 
 func newMetrics() *metrics {
@@ -35,7 +36,8 @@ func newMetrics() *metrics {
 		Help: "Duration of one delivery transaction.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 10)})
 	m.panics = prometheus.NewCounter(prometheus.CounterOpts{Name: "kiln_panics_total", Help: "Panics recovered in kiln's goroutines."})
 	m.queueSize = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kiln_queue_messages", Help: "Messages in the queue by state."}, []string{"state"})
-	m.reg.MustRegister(m.received, m.outcomes, m.authFailures, m.refusedSmuggling, m.connections,
+	m.pendingRecipients = prometheus.NewGauge(prometheus.GaugeOpts{Name: "kiln_pending_recipients", Help: "Recipients still to deliver."})
+	m.reg.MustRegister(m.pendingRecipients, m.received, m.outcomes, m.authFailures, m.refusedSmuggling, m.connections,
 		m.deliveryLatency, m.attemptLatency, m.panics, m.queueSize,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

@@ -283,22 +283,11 @@ func (s *Store) Walk(after string, fn func(m *Message) bool) error {
 	return err
 }
 
-// Count returns the number of messages in the queue and how many are held.
+// Count returns the number of messages in the queue and how many are held,
+// from the in-memory counts.
 func (s *Store) Count() (total, held int, err error) {
-	err = s.db.View(func(txn *badger.Txn) error {
-		for _, p := range []struct {
-			prefix []byte
-			n      *int
-		}{{prefixMsg, &total}, {prefixHeld, &held}} {
-			it := txn.NewIterator(badger.IteratorOptions{Prefix: p.prefix})
-			for it.Seek(p.prefix); it.ValidForPrefix(p.prefix); it.Next() {
-				*p.n++
-			}
-			it.Close()
-		}
-		return nil
-	})
-	return total, held, err
+	c := s.Counts()
+	return c.Messages, c.Held, nil
 }
 
 // Lanes returns the lanes that have messages waiting in them. It seeks from
@@ -376,17 +365,10 @@ func (s *Store) Waiting(lane string, n int, skip func(id string) bool) ([]*Messa
 	return out, err
 }
 
-// CountWaiting returns how many messages wait in lane.
+// CountWaiting returns how many messages wait in lane, from the in-memory
+// counts.
 func (s *Store) CountWaiting(lane string) int {
-	n := 0
-	prefix := lanePrefix(lane)
-	s.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
-		defer it.Close()
-		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
-			n++
-		}
-		return nil
-	})
-	return n
+	s.counts.mu.Lock()
+	defer s.counts.mu.Unlock()
+	return s.counts.lanes[lane]
 }

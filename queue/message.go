@@ -122,6 +122,11 @@ type Message struct {
 	idxDue   time.Time
 	idxHeld  bool
 	idxLanes []string
+	// What the store's in-memory counts hold for this message.
+	idxCounted      bool
+	idxCountedHeld  bool
+	idxDomains      []string
+	idxCountedLanes []string
 }
 
 // Pending returns the indexes of the recipients still to deliver.
@@ -299,5 +304,7 @@ func decodeRecord(b []byte) (*Message, error) {
 	m.Body = ref
 	m.idxSched, m.idxDue, m.idxHeld = m.scheduled(), m.Due, m.Held
 	m.idxLanes = m.lanes()
+	// Every stored record is in the counts (recovery put it there).
+	m.idxCounted, m.idxCountedHeld, m.idxDomains, m.idxCountedLanes = true, m.Held, m.pendingDomains(), m.idxLanes
 	return m, nil
 }

@@ -32,13 +32,20 @@ func (s *Store) recover() error {
 		defer it.Close()
 		for it.Seek(prefixMsg); it.ValidForPrefix(prefixMsg); it.Next() {
 			id := string(it.Item().Key()[len(prefixMsg):])
-			var ref BodyRef
-			var wasLeased bool
+			// Every record is decoded, not only checked: the in-memory
+			// counts (messages, held, pending recipients per domain) start
+			// from here.
+			var m *Message
 			err := it.Item().Value(func(v []byte) error {
 				var cerr error
-				ref, wasLeased, cerr = checkRecord(v)
+				m, cerr = decodeRecord(v)
 				return cerr
 			})
+			var ref BodyRef
+			var wasLeased bool
+			if err == nil {
+				ref, wasLeased = m.Body, m.Leased
+			}
 			if err == nil {
 				err = s.sp.checkRef(ref)
 			}
@@ -50,6 +57,7 @@ func (s *Store) recover() error {
 				return err
 			}
 			s.sp.ref(ref)
+			s.counts.seed(m)
 			rep.Messages++
 			if wasLeased {
 				leased = append(leased, id)

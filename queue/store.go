@@ -65,6 +65,7 @@ type Store struct {
 
 	holds     holdSet
 	recovered RecoveryReport
+	counts    counts
 }
 
 // OpenDB opens the badger database kiln keeps its stores in, tuned for a
@@ -223,6 +224,7 @@ func (s *Store) Delete(m *Message) error {
 			return err
 		}
 		m.deleted = true
+		s.counts.account(m, true)
 		return nil
 	}
 	req.after = func() {
@@ -309,6 +311,7 @@ func (s *Store) putMessage(txn *badger.Txn, m *Message) error {
 		}
 	}
 	m.idxSched, m.idxDue, m.idxHeld, m.idxLanes = sched, m.Due, m.Held, lanes
+	s.counts.account(m, false)
 	return nil
 }
 
@@ -393,6 +396,9 @@ func trimNL(s string) string {
 func (s *Store) QuarantineMessage(m *Message, reason error) error {
 	m.mu.Lock()
 	ref, deleted := m.Body, m.deleted
+	if !deleted {
+		s.counts.account(m, true)
+	}
 	var stale [][]byte
 	if m.idxSched {
 		stale = append(stale, schedKey(m.idxDue, m.ID))

@@ -524,3 +524,38 @@ func TestLanes(t *testing.T) {
 		t.Fatalf("lanes after delete = %v", lanes)
 	}
 }
+
+func TestCounts(t *testing.T) {
+	e := newEnv(t)
+	a, b := msg("x@one.example", "y@two.example"), msg("z@one.example")
+	for _, m := range []*Message{a, b} {
+		if err := e.s.Enqueue(context.Background(), m, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(when string, want Counts, top string) {
+		t.Helper()
+		if got := e.s.Counts(); got != want {
+			t.Fatalf("%s: counts %+v, want %+v", when, got, want)
+		}
+		if top != "" {
+			if d := e.s.PendingByDomain(1); len(d) != 1 || d[0].Domain != top {
+				t.Fatalf("%s: top domain %v, want %s", when, d, top)
+			}
+		}
+	}
+	check("after enqueue", Counts{Messages: 2, Pending: 3, Domains: 2}, "one.example")
+	a.Rcpts[0].State = RcptDelivered
+	b.Held = true
+	if err := e.s.SaveMany([]*Message{a, b}); err != nil {
+		t.Fatal(err)
+	}
+	check("after a delivery and a hold", Counts{Messages: 2, Held: 1, Pending: 2, Domains: 2}, "")
+	e.reopen(t, 0)
+	check("after a restart", Counts{Messages: 2, Held: 1, Pending: 2, Domains: 2}, "")
+	m, _ := e.s.Get(a.ID)
+	if err := e.s.Delete(m); err != nil {
+		t.Fatal(err)
+	}
+	check("after a delete", Counts{Messages: 1, Held: 1, Pending: 1, Domains: 1}, "one.example")
+}
