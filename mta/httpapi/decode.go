@@ -245,3 +245,10 @@ func (f *fields) unknown() {
 	}
 	f.fail(apiError{Code: "unknown_field", Field: first, Message: "unknown field " + strconv.Quote(first)})
 }
+
+// decodeMembers reads a JSON object's members (for tests and tools).
+func decodeMembers(s string) (map[string]json.RawMessage, error) {
+	var m map[string]json.RawMessage
+	err := json.Unmarshal([]byte(s), &m)
+	return m, err
+}

@@ -166,7 +166,7 @@ func (f *fakeEvents) Query(ctx context.Context, q store.Query) ([]events.Event, 
 
 // world is an API over fakes.
 type world struct {
-	t      *testing.T
+	t      testing.TB
 	api    *API
 	submit *fakeSubmit
 	queue  *fakeQueue
@@ -177,7 +177,7 @@ type world struct {
 
 var t0 = time.Date(2025, 3, 3, 12, 0, 0, 0, time.UTC)
 
-func newWorld(t *testing.T, edit ...func(*Deps)) *world {
+func newWorld(t testing.TB, edit ...func(*Deps)) *world {
 	w := &world{t: t, submit: &fakeSubmit{}, queue: &fakeQueue{msgs: map[string]*queue.Message{}},
 		events: &fakeEvents{}, log: &syncBuffer{}, clk: clock.NewFake(t0)}
 	d := Deps{

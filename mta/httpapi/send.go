@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/emersion/go-message/textproto"
+	"golang.org/x/net/idna"
 )
 
 // Limits on what a message carries besides its content. Tags and metadata
@@ -259,10 +260,37 @@ func parseAddress(s string) (*mail.Address, error) {
 	if err != nil {
 		return nil, fmt.Errorf("not an email address (%q): use addr@example.com or \"Name <addr@example.com>\"", clip(s, 80))
 	}
-	if at := strings.LastIndexByte(a.Address, '@'); at <= 0 || at == len(a.Address)-1 {
+	at := strings.LastIndexByte(a.Address, '@')
+	if at <= 0 || at == len(a.Address)-1 {
 		return nil, fmt.Errorf("not an email address (%q)", clip(s, 80))
 	}
+	if hasControl(a.Name) {
+		return nil, errors.New("the name contains a control character")
+	}
+	// An internationalised domain goes out in its ASCII form (RFC 5890), which
+	// every server takes; a non-ASCII local part would need SMTPUTF8 and
+	// 8-bit header fields all the way, which a built message does not use.
+	local, domain := a.Address[:at], a.Address[at+1:]
+	if !isASCII(local) {
+		return nil, errors.New("a non-ASCII local part is not supported here (send the message raw)")
+	}
+	if !isASCII(domain) {
+		ascii, err := idna.Lookup.ToASCII(strings.ToLower(domain))
+		if err != nil || ascii == "" {
+			return nil, fmt.Errorf("the domain %q is not a valid internationalised domain name", clip(domain, 80))
+		}
+		a.Address = local + "@" + ascii
+	}
 	return a, nil
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 func parseAddresses(name string, list []string) ([]*mail.Address, error) {

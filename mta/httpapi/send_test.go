@@ -329,6 +329,9 @@ func TestSendBadJSON(t *testing.T) {
 		{"bad to", `{"from":"news@shop.example","to":["ann@example.net","nope"],"text":"x"}`, "invalid_value", "to[1]"},
 		{"two in one", `{"from":"news@shop.example","to":["a@x.net, b@x.net"],"text":"x"}`, "invalid_value", "to[0]"},
 		{"bad cc", `{` + ok + `,"cc":["@x"]}`, "invalid_value", "cc[0]"},
+		{"non-ASCII local part", `{"from":"news@shop.example","to":["jörg@example.net"],"text":"x"}`, "invalid_value", "to[0]"},
+		{"bad IDN", `{"from":"news@shop.example","to":["a@\ufffd.example"],"text":"x"}`, "invalid_value", "to[0]"},
+		{"encoded line break in a name", `{"from":"=?utf-8?q?a=0D=0ABcc:_x?= <news@shop.example>","to":["a@example.net"],"text":"x"}`, "invalid_value", "from"},
 		{"priority out of range", `{` + ok + `,"priority":12}`, "invalid_value", "priority"},
 		{"empty tag", `{` + ok + `,"tags":["a",""]}`, "invalid_value", "tags[1]"},
 		{"reserved header", `{` + ok + `,"headers":{"content-type":"text/plain"}}`, "invalid_value", "headers.content-type"},
@@ -542,5 +545,22 @@ func TestFoldField(t *testing.T) {
 		if got := strings.ReplaceAll(f, "\r\n", ""); got != "Subject: "+v {
 			t.Errorf("unfolds to %q, want %q", got, "Subject: "+v)
 		}
+	}
+}
+
+// An internationalised domain goes out in its ASCII form, in the envelope
+// and in the header.
+func TestSendIDN(t *testing.T) {
+	w := newWorld(t)
+	r := w.do("POST", "/api/v1/messages", shopKey, map[string]any{
+		"from": "news@shop.example", "to": []string{"Jörg <jorg@bücher.example>"}, "text": "x"})
+	expectStatus(t, r, 202)
+	s := w.submit.last(t)
+	if !slices.Equal(s.To, []string{"jorg@xn--bcher-kva.example"}) {
+		t.Errorf("envelope %q", s.To)
+	}
+	h := mail.Header{Header: parseMessage(t, s.Data).Header}
+	if to, err := h.AddressList("To"); err != nil || len(to) != 1 || to[0].Address != "jorg@xn--bcher-kva.example" || to[0].Name != "Jörg" {
+		t.Errorf("To %v %v (%q)", to, err, h.Get("To"))
 	}
 }
