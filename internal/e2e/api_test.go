@@ -160,10 +160,11 @@ batch_wait = "100ms"
 		"tags":     []string{"spring"},
 		"metadata": map[string]string{"campaign": "42"},
 	})
-	if status == http.StatusNotFound {
-		// The admin listener does not serve the HTTP API yet: mta must
-		// mount httpapi (see the package doc of kiln/mta/httpapi).
-		t.Skipf("POST /api/v1/messages: 404 (the HTTP API is not mounted): %s", body)
+	if status == http.StatusNotFound && !daemonMountsAPI() {
+		// Until the daemon mounts the API (see the package doc of
+		// kiln/mta/httpapi), there is nothing to test; once it does, a 404
+		// here is a failure.
+		t.Skipf("POST /api/v1/messages: 404, and mta does not import kiln/mta/httpapi yet: %s", body)
 	}
 	if status != http.StatusAccepted {
 		t.Fatalf("send: %d %s\n%s", status, body, d.logTail())
@@ -276,4 +277,18 @@ batch_wait = "100ms"
 			t.Errorf("kiln's log holds a key (%s...)", k[:12])
 		}
 	}
+}
+
+// daemonMountsAPI reports whether the daemon's package uses the HTTP API.
+func daemonMountsAPI() bool {
+	files, _ := filepath.Glob(filepath.Join("..", "..", "mta", "*.go"))
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		if b, err := os.ReadFile(f); err == nil && bytes.Contains(b, []byte(`"kiln/mta/httpapi"`)) {
+			return true
+		}
+	}
+	return false
 }
