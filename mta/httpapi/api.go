@@ -106,9 +106,9 @@ type API struct {
 type Access string
 
 const (
-	Public  Access = "public"  // no key
-	Account Access = "account" // any valid key; an account sees only its own data
-	Admin   Access = "admin"   // the admin key only
+	AccessPublic  Access = "public"  // no key
+	AccessAccount Access = "account" // any valid key; an account sees only its own data
+	AccessAdmin   Access = "admin"   // the admin key only
 )
 
 // Route is one endpoint the API serves.
@@ -147,14 +147,14 @@ func New(d Deps) *API {
 	}
 	a := &API{d: d, log: d.Log, clk: d.Clock, keys: newKeyring(hashes, d.AdminKeyHash), mux: http.NewServeMux()}
 	a.routes = []Route{
-		{Method: "POST", Path: "/api/v1/messages", Access: Account, h: a.send},
-		{Method: "GET", Path: "/api/v1/messages/{id}", Access: Account, h: a.message},
-		{Method: "GET", Path: "/api/v1/events", Access: Account, h: a.events},
-		{Method: "GET", Path: "/api/v1/openapi.json", Access: Public, h: a.openapi},
+		{Method: "POST", Path: "/api/v1/messages", Access: AccessAccount, h: a.send},
+		{Method: "GET", Path: "/api/v1/messages/{id}", Access: AccessAccount, h: a.message},
+		{Method: "GET", Path: "/api/v1/events", Access: AccessAccount, h: a.events},
+		{Method: "GET", Path: "/api/v1/openapi.json", Access: AccessPublic, h: a.openapi},
 	}
 	if d.Suppressions != nil {
 		for _, rt := range suppressionRoutes {
-			rt.Access, rt.h = Account, a.suppressions
+			rt.Access, rt.h = AccessAccount, a.suppressions
 			a.routes = append(a.routes, rt)
 		}
 	}
@@ -240,9 +240,9 @@ func (a *API) serve(rt Route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
 		var p Principal
-		if rt.Access != Public {
+		if rt.Access != AccessPublic {
 			var ok bool
-			if p, ok = a.check(w, r, rt.Access == Admin); !ok {
+			if p, ok = a.check(w, r, rt.Access == AccessAdmin); !ok {
 				return
 			}
 			r = r.WithContext(WithPrincipal(r.Context(), p))

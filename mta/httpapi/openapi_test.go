@@ -208,7 +208,7 @@ func TestOpenAPIAccess(t *testing.T) {
 		if op.Access != string(rt.Access) {
 			t.Errorf("%s: x-kiln-access %q, served as %q", rt.Pattern(), op.Access, rt.Access)
 		}
-		if rt.Access != Public && op.Responses["401"] == nil {
+		if rt.Access != AccessPublic && op.Responses["401"] == nil {
 			t.Errorf("%s: no 401 documented", rt.Pattern())
 		}
 	}
