@@ -15,7 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"kiln/events"
-	"kiln/policy/suppress"
 	"kiln/queue"
 )
 
@@ -56,7 +55,8 @@ func (srv *Server) AdminAddr() string {
 
 func (srv *Server) adminHandler() http.Handler {
 	auth := newAdminAuth(srv.cfg.Admin.KeyHash)
-	api := srv.apiMux()
+	sh := srv.suppressHandler()
+	api := srv.apiMux(sh)
 	root := http.NewServeMux()
 	// The health check answers anyone: load balancers and monitors.
 	root.HandleFunc("GET /healthz", srv.handleHealth)
@@ -65,11 +65,14 @@ func (srv *Server) adminHandler() http.Handler {
 	dash := auth.dashboardGate(srv.dashboardHandler(auth))
 	root.Handle("/dashboard/", dash)
 	root.Handle("/api/v1/dashboard/", dash)
+	// The API for applications checks account keys and the admin key
+	// itself (and scopes the suppression list for accounts).
+	srv.httpAPI(sh).Mount(root)
 	root.Handle("/", auth.require(api))
 	return root
 }
 
-func (srv *Server) apiMux() *http.ServeMux {
+func (srv *Server) apiMux(sh http.Handler) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(srv.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
@@ -84,9 +87,6 @@ func (srv *Server) apiMux() *http.ServeMux {
 	mux.HandleFunc("POST /api/v1/queue/flush", srv.handleFlush)
 	mux.HandleFunc("POST /api/v1/queue/drop", srv.handleDrop)
 	srv.mountWarmup(mux)
-	sh := suppress.Handler(srv.suppress, suppress.HandlerOptions{Breaker: srv.breaker, OnReset: srv.releaseAccount, Log: srv.log})
-	mux.Handle("/api/v1/suppressions", sh)
-	mux.Handle("/api/v1/suppressions/", sh)
 	mux.Handle("/api/v1/breakers", sh)
 	mux.Handle("/api/v1/breakers/", sh)
 	return mux
