@@ -12,6 +12,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"kiln/configs"
+	"kiln/mta/httpapi"
 )
 
 func init() {
@@ -68,6 +69,40 @@ FILE:LINE: KEY: what is wrong. Exits 0 when the file is good, 1 otherwise.`,
 					return err
 				}
 				fmt.Println(string(h))
+				return nil
+			}
+		},
+	})
+}
+
+func init() {
+	register(&command{
+		path:  "account key",
+		args:  "ACCOUNT",
+		short: "make an HTTP API key for an account, and the api_key_hash to configure",
+		long: `Prints a new random API key for ACCOUNT (kiln_<account>_<secret>) and its
+bcrypt hash. Put the hash in the account's api_key_hash; give the key to the
+application, which sends it as "Authorization: Bearer <key>". kiln keeps only
+the hash: a lost key cannot be recovered, only replaced.`,
+		setup: func(fs *flag.FlagSet) func([]string) error {
+			asJSON := fs.Bool("json", false, "print {\"key\", \"api_key_hash\"} as JSON")
+			return func(args []string) error {
+				if len(args) != 1 {
+					return usagef("want exactly one ACCOUNT name")
+				}
+				key, err := httpapi.NewKey(args[0])
+				if err != nil {
+					return err
+				}
+				h, err := bcrypt.GenerateFromPassword([]byte(key), bcrypt.DefaultCost)
+				if err != nil {
+					return err
+				}
+				hash := string(h)
+				if *asJSON {
+					return printJSON(map[string]string{"key": key, "api_key_hash": hash})
+				}
+				fmt.Printf("key:          %s\napi_key_hash: %s\n", key, hash)
 				return nil
 			}
 		},
