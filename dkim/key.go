@@ -57,6 +57,9 @@ type Key struct {
 
 	priv crypto.Signer
 	algo Algorithm
+	// rsaSigner makes priv's RSA signatures when the build has a faster
+	// implementation than crypto/rsa (see newRSASigner); nil otherwise.
+	rsaSigner crypto.Signer
 	// record is the key record text, computed once.
 	record string
 }
@@ -70,6 +73,9 @@ func NewKey(domain, selector string, priv crypto.Signer) (*Key, error) {
 		return nil, err
 	}
 	k := &Key{Domain: normDomain(domain), Selector: selector, priv: priv, algo: algo}
+	if p, ok := priv.(*rsa.PrivateKey); ok && newRSASigner != nil {
+		k.rsaSigner = newRSASigner(k.RecordName(), p)
+	}
 	k.record, err = Record(priv.Public())
 	if err != nil {
 		return nil, err
@@ -104,6 +110,12 @@ func (k *Key) Check(published []string) error { return CheckRecord(published, k.
 func (k *Key) String() string {
 	return fmt.Sprintf("%s (%s %d bits)", k.RecordName(), k.algo, k.Bits())
 }
+
+// newRSASigner is set by the openssl build option (openssl.go) to wrap an
+// RSA key in a crypto.Signer that makes the same PKCS#1 v1.5 signatures
+// with OpenSSL's libcrypto; name is the key's record name, for its log
+// lines. It is nil in the default build, where crypto/rsa signs.
+var newRSASigner func(name string, priv *rsa.PrivateKey) crypto.Signer
 
 // keyAlgorithm tells RSA from Ed25519 and refuses everything else, including
 // RSA keys of unusable size.

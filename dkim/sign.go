@@ -329,6 +329,9 @@ func (s *Signer) pickHeaders(fields []field, canon []byte) (hlist []byte, _ []by
 func signDigest(k *Key, digest []byte) ([]byte, error) {
 	switch p := k.priv.(type) {
 	case *rsa.PrivateKey:
+		if k.rsaSigner != nil {
+			return k.rsaSigner.Sign(nil, digest, crypto.SHA256)
+		}
 		return rsa.SignPKCS1v15(nil, p, crypto.SHA256, digest)
 	case ed25519.PrivateKey:
 		// RFC 8463 §3: PureEd25519 over the SHA-256 hash of the
