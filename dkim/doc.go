@@ -26,4 +26,22 @@
 // The message given to the signer must use CRLF line endings only: kiln
 // normalises at submission (a stray CR or LF would be read differently by
 // different verifiers), and the signer refuses a message that does not.
+//
+// # Faster RSA signing with OpenSSL
+//
+// The RSA private-key operation is most of signing's cost, and crypto/rsa
+// takes several times as long as OpenSSL for it. A build with the openssl
+// tag signs RSA through the system's OpenSSL 3 libcrypto instead:
+//
+//	CGO_ENABLED=1 go build -tags openssl ./cmd/kiln
+//
+// That build needs cgo and a C compiler, but no OpenSSL headers: libcrypto
+// (libcrypto.so.3, OpenSSL 3.0 or later; Debian's libssl3) is opened with
+// dlopen on the first RSA signature, and each key is given to it once. The
+// signatures are the same bytes crypto/rsa makes (PKCS#1 v1.5 is
+// deterministic; the tests compare them, and each key is checked once when
+// it is loaded). Without libcrypto at run time, or with a key it will not
+// take, kiln signs with crypto/rsa and logs one warning: signing never fails
+// for want of OpenSSL. Ed25519 stays with crypto/ed25519, which is faster.
+// The default build uses Go alone.
 package dkim
