@@ -227,6 +227,26 @@ func TestWarmupSimulation42Days(t *testing.T) {
 
 	var firstPlan map[string]warmup.SitePlan
 	steps, restarted := 0, false
+	// When kiln pauses Gmail, the status says so at once, and nothing more
+	// goes to Gmail for the rest of that day.
+	cursor, pausedSeen := 0, 0
+	pausedAt := -1 // Gmail's offered count when it was last paused; -1: not paused today
+	watchPause := func(day int) {
+		t.Helper()
+		for _, e := range w.eventsAfter(&cursor) {
+			if e.Type != events.Warmup || e.Site != google.site || !strings.Contains(e.Detail, "-> paused") {
+				continue
+			}
+			st, _ := check(day, "when Gmail was paused")
+			g := st[google.site]
+			if g.State != warmup.StatePaused || !g.PausedUntil.After(w.clk.Now()) || (g.LastSignal != warmup.SignalRate && g.LastSignal != warmup.SignalBlock) {
+				t.Errorf("day %d: Gmail paused (%s), but its status says %s until %v, last signal %q", day, e.Detail, g.State, g.PausedUntil, g.LastSignal)
+			}
+			pausedSeen++
+			acc, ref := google.counts()
+			pausedAt = acc - google.acc0 + ref - google.ref0
+		}
+	}
 	for day := 1; day <= simDays; day++ {
 		date := tStart.AddDate(0, 0, day-1)
 		midnight := time.Date(date.Year(), date.Month(), date.Day(), 0, 0, 0, 0, time.UTC)
@@ -287,11 +307,19 @@ func TestWarmupSimulation42Days(t *testing.T) {
 			}
 			w.stepTo(next)
 			steps++
+			watchPause(day)
 		}
 		// The evening: retries come due, nothing is sent.
 		w.stepTo(midnight.Add(23*time.Hour + 59*time.Minute))
+		watchPause(day)
 		st, _ = check(day, "at the end")
 		var line strings.Builder
+		if pausedAt >= 0 {
+			if acc, ref := google.counts(); acc-google.acc0+ref-google.ref0 != pausedAt {
+				t.Errorf("day %d: %d offered to Gmail after kiln paused it", day, acc-google.acc0+ref-google.ref0-pausedAt)
+			}
+			pausedAt = -1
+		}
 		for _, p := range provs {
 			acc, ref := p.counts()
 			p.accepted = append(p.accepted, acc-p.acc0)
@@ -363,6 +391,9 @@ func TestWarmupSimulation42Days(t *testing.T) {
 		}
 	}
 	t.Logf("Gmail's warm-up events:\n  %s", strings.Join(gmailLog, "\n  "))
+	if pausedSeen != pauses {
+		t.Errorf("Gmail: %d pauses, %d seen while stepping", pauses, pausedSeen)
+	}
 	if pauses < 2 || resumes < pauses || holds < pauses {
 		t.Errorf("Gmail: %d pauses, %d resumes, %d holds; want it paused more than once, and each pause over by itself and held", pauses, resumes, holds)
 	}
@@ -468,6 +499,15 @@ func (w *world) nextLaneWake(bound time.Time) time.Time {
 		}
 	})
 	return next
+}
+
+// eventsAfter returns the events emitted since *cursor, and moves it.
+func (w *world) eventsAfter(cursor *int) []events.Event {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := append([]events.Event(nil), w.events[*cursor:]...)
+	*cursor = len(w.events)
+	return out
 }
 
 // eventsOf returns the events of one type seen so far.
