@@ -50,6 +50,9 @@ func (w *world) runUntil(end time.Time) {
 }
 
 func TestWarmupCapsSpreadAndWait(t *testing.T) {
+	if raceDetector {
+		t.Skip("a simulation of days: the run without -race covers it")
+	}
 	w, google, other := warmWorld(t)
 	c := dialSMTP(t, w.submitAddr())
 	c.must("EHLO app.test", 250)

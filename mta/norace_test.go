@@ -1,0 +1,5 @@
+//go:build !race
+
+package mta
+
+const raceDetector = false
