@@ -101,9 +101,11 @@ taking mail.
 					enc.SetIndent("", "  ")
 					return enc.Encode(res)
 				}
-				if !*keep && !res.Interrupted {
-					fmt.Fprintln(out, "\nkiln has stopped. \"kiln demo --keep\" leaves it running so you can explore the dashboard.")
+				msg := "\nkiln has stopped."
+				if !*keep {
+					msg += " \"kiln demo --keep\" leaves it running after the campaign, to explore the dashboard."
 				}
+				fmt.Fprintln(out, msg)
 				return nil
 			}
 		},

@@ -125,7 +125,8 @@ type Result struct {
 	DataDir    string `json:"data_dir,omitempty"` // only when kept
 	// Elapsed is wall time from the campaign's start; Start and End are the
 	// simulated times.
-	Elapsed time.Duration `json:"elapsed_ns"`
+	Elapsed time.Duration `json:"-"`
+	Seconds float64       `json:"elapsed_seconds"`
 	Start   time.Time     `json:"simulated_start"`
 	End     time.Time     `json:"simulated_end"`
 	// Complete: every recipient kiln accepted reached a final state.
@@ -183,10 +184,11 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 	rcpts := recipients(c.Messages)
 	shares := sharesOf(rcpts)
 
+	// The clock stands still until kiln is ready, so the campaign starts at
+	// the simulated start time however long kiln takes to open its stores.
 	clk := newSimClock(startTime(dataDir, time.Now()), c.Speed, c.Step)
 	clkCtx, stopClock := context.WithCancel(context.Background())
 	defer stopClock()
-	go clk.run(clkCtx)
 
 	sink, err := newSink(clk, rcpts)
 	if err != nil {
@@ -262,6 +264,7 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 	if kept {
 		d.res.DataDir = dataDir
 	}
+	go clk.run(clkCtx)
 	err = d.campaign(ctx)
 	if serr := stop(); serr != nil && err == nil {
 		err = fmt.Errorf("stopping kiln: %w", serr)
@@ -310,7 +313,7 @@ func (d *run) campaign(ctx context.Context) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		err := inject(injCtx, d.res.Submission, d.rcpts, 4, d.clk.Now, func(in injected) { d.tally.submitted(in, d.clk.Now(), 1) })
+		err := inject(injCtx, d.res.Submission, d.rcpts, 8, d.clk.Now, func(in injected) { d.tally.submitted(in, d.clk.Now(), 1) })
 		d.mu.Lock()
 		d.wave1Done, d.injectErr = true, err
 		d.mu.Unlock()
@@ -348,7 +351,7 @@ func (d *run) campaign(ctx context.Context) error {
 		}
 		_, total := d.tally.snapshot()
 		finals := total.Delivered + total.Bounced + total.Expired + total.Dropped
-		over := wave1Done && finals >= total.Sent
+		over := wave1Done && finals >= total.Received
 		if wave1Done && !wave2Started && (over || !d.clk.Now().Before(midnight)) {
 			d.mu.Lock()
 			d.wave2Started = true
@@ -373,17 +376,28 @@ func (d *run) campaign(ctx context.Context) error {
 	d.finish(time.Since(start))
 	d.screen.summary(d.res, d.summaryLines())
 	if d.cfg.Keep && !d.res.Interrupted {
-		d.screen.println(d.screen.bold("kiln keeps running: explore the dashboard at "+d.res.Dashboard) + "\n" +
-			"(submission " + d.res.Submission + " takes more mail; Ctrl-C stops kiln)")
+		admin := "http://" + d.srv.AdminAddr()
+		d.screen.println("",
+			d.screen.bold("kiln keeps running: explore the dashboard at "+d.res.Dashboard),
+			"  or ask it from another terminal: kiln warmup status --admin "+admin,
+			"                                   kiln suppress ls --admin "+admin,
+			"                                   kiln queue ls --admin "+admin,
+			"  its submission port "+d.res.Submission+" takes more mail. Ctrl-C stops kiln.",
+			"")
 		d.screen.restart()
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
+		lastStatus = time.Now()
 		for ctx.Err() == nil {
 			select {
 			case <-ctx.Done():
-			case <-t.C:
+			case now := <-t.C:
 				d.tally.scan(d.srv.Store())
-				d.status(time.Since(start), false)
+				full := now.Sub(lastStatus) >= d.cfg.Every
+				if full {
+					lastStatus = now
+				}
+				d.status(time.Since(start), full)
 			}
 		}
 		d.screen.close()
@@ -429,6 +443,7 @@ func (d *run) resend(ctx context.Context) {
 func (d *run) finish(elapsed time.Duration) {
 	d.tally.scan(d.srv.Store())
 	d.res.Elapsed = elapsed
+	d.res.Seconds = elapsed.Round(time.Millisecond).Seconds()
 	d.res.End = d.clk.Now()
 	d.res.Providers, d.res.Total = d.tally.snapshot()
 	d.tally.mu.Lock()

@@ -126,8 +126,8 @@ func TestDemo(t *testing.T) {
 	tl := res.tally
 	tot := res.Total
 	// Relaying: every recipient accepted, most delivered.
-	if tot.Sent != n || tot.Delivered == 0 {
-		t.Errorf("sent %d, delivered %d: want all %d accepted and some delivered", tot.Sent, tot.Delivered, n)
+	if tot.Received != n || tot.Delivered == 0 {
+		t.Errorf("sent %d, delivered %d: want all %d accepted and some delivered", tot.Received, tot.Delivered, n)
 	}
 
 	// Unknown users: bounced as userunknown and suppressed; nothing else
@@ -252,8 +252,8 @@ func TestDemoPlain(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, s)
 		}
 	}
-	if res.Total.Sent != 12 {
-		t.Errorf("sent %d, want 12", res.Total.Sent)
+	if res.Total.Received != 12 {
+		t.Errorf("sent %d, want 12", res.Total.Received)
 	}
 }
 

@@ -177,7 +177,7 @@ var columns = []struct {
 	color string
 	get   func(Counts) int
 }{
-	{"sent", 6, "", func(c Counts) int { return c.Sent }},
+	{"received", 9, "", func(c Counts) int { return c.Received }},
 	{"delivered", 10, ansiGreen, func(c Counts) int { return c.Delivered }},
 	{"deferred", 9, ansiYellow, func(c Counts) int { return c.Deferred }},
 	{"bounced", 8, ansiRed, func(c Counts) int { return c.Bounced + c.Expired }},
@@ -270,8 +270,8 @@ func (d *run) status(elapsed time.Duration, full bool) {
 		if !full {
 			return
 		}
-		s.println(fmt.Sprintf("[%s] after %s: %d sent, %d delivered, %d deferrals, %d bounced, %d suppressed, %d queued (%d waiting for the warm-up cap)",
-			d.simTime(now), fmtElapsed(elapsed), total.Sent, total.Delivered, total.Deferred, total.Bounced+total.Expired, total.Suppressed,
+		s.println(fmt.Sprintf("[%s] after %s: %d received, %d delivered, %d deferrals, %d bounced, %d suppressed, %d queued (%d waiting for the warm-up cap)",
+			d.simTime(now), fmtElapsed(elapsed), total.Received, total.Delivered, total.Deferred, total.Bounced+total.Expired, total.Suppressed,
 			total.Queued, total.CapWait))
 		bySite := map[string]warmup.SiteStatus{}
 		for _, st := range sites {
@@ -283,8 +283,8 @@ func (d *run) status(elapsed time.Duration, full bool) {
 			if st, ok := bySite[p.Site]; ok {
 				wu = "; warm-up " + d.warmupText(st)
 			}
-			s.println(fmt.Sprintf("[%s]   %-8s %d sent, %d delivered, %d deferrals, %d bounced, %d suppressed, %d queued (%d for the cap)%s",
-				d.simTime(now), p.Key, c.Sent, c.Delivered, c.Deferred, c.Bounced+c.Expired, c.Suppressed, c.Queued, c.CapWait, wu))
+			s.println(fmt.Sprintf("[%s]   %-8s %d received, %d delivered, %d deferrals, %d bounced, %d suppressed, %d queued (%d for the cap)%s",
+				d.simTime(now), p.Key, c.Received, c.Delivered, c.Deferred, c.Bounced+c.Expired, c.Suppressed, c.Queued, c.CapWait, wu))
 		}
 		return
 	}
@@ -295,7 +295,7 @@ func (d *run) status(elapsed time.Duration, full bool) {
 	lines = append(lines, d.table(byKey, total, sites)...)
 	lines = append(lines, "", s.bold("what happened (simulated time)"))
 	notes, _ := d.tally.notesSince(0)
-	const shown = 10
+	const shown = 8
 	if len(notes) > shown {
 		notes = notes[len(notes)-shown:]
 	}
@@ -335,7 +335,7 @@ func (d *run) summaryLines() []string {
 		lines = append(lines, d.table(byKey, t, res.Warmup)...)
 		lines = append(lines, "")
 	}
-	add("relayed", "%d of the %d recipients kiln accepted were delivered", t.Delivered, t.Sent)
+	add("relayed", "%d of the %d recipients kiln accepted were delivered", t.Delivered, t.Received)
 	add("bounced", "%d: %s", t.Bounced+t.Expired, byReason(t.BouncedBy))
 	blocked := 0
 	for _, p := range providers {

@@ -14,11 +14,11 @@ import (
 
 // Counts are what happened to a provider's recipients (or all of them).
 type Counts struct {
-	// Sent: recipients kiln accepted at submission. Refused: recipients it
-	// refused there (a suppressed address, when the campaign sends to it
-	// again).
-	Sent    int `json:"sent"`
-	Refused int `json:"refused"`
+	// Received: recipients kiln accepted at submission. Refused:
+	// recipients it refused there (a suppressed address, when the campaign
+	// sends to it again).
+	Received int `json:"received"`
+	Refused  int `json:"refused"`
 	// Outcomes reported by kiln's events. Deferred counts deferrals (a
 	// recipient may be deferred several times); the others count
 	// recipients.
@@ -42,7 +42,7 @@ type Counts struct {
 }
 
 func (c *Counts) add(o Counts) {
-	c.Sent += o.Sent
+	c.Received += o.Received
 	c.Refused += o.Refused
 	c.Delivered += o.Delivered
 	c.Deferred += o.Deferred
@@ -129,7 +129,7 @@ func (t *tally) submitted(in injected, now time.Time, wave int) {
 	}
 	c := t.counts[p.Key]
 	if in.ok {
-		c.Sent++
+		c.Received++
 		return
 	}
 	c.Refused++
@@ -178,7 +178,7 @@ func (t *tally) Handle(e events.Event) {
 		if e.Next != nil {
 			next = ", retry at " + e.Next.Format("15:04")
 		}
-		t.note(e.Time, "deferred:"+p.Key+":"+e.Reason, "%-12s deferred    %s: %s%s", dom, e.Reason, short(e.Reply, 60), next)
+		t.note(e.Time, "deferred:"+p.Key+":"+e.Reason, "%-12s deferred    %s: %s (rule %s%s)", dom, e.Reason, short(e.Reply, 56), e.Rule, next)
 	case events.Bounced, events.Expired:
 		if e.Type == events.Bounced {
 			c.Bounced++
@@ -187,11 +187,11 @@ func (t *tally) Handle(e events.Event) {
 		}
 		r.final, r.reason, r.at = e.Type, e.Reason, e.Time
 		c.BouncedBy = addMap(c.BouncedBy, map[string]int{e.Reason: 1})
-		whose := "the address's fault: it will be suppressed"
+		whose := "the address's fault"
 		if !e.Hard {
-			whose = "not the address's fault: it is kept"
+			whose = "not the address's fault: not suppressed"
 		}
-		t.note(e.Time, "bounced:"+p.Key+":"+e.Reason, "%-12s %-11s %s: %s (%s)", dom, e.Type, e.Reason, short(e.Reply, 48), whose)
+		t.note(e.Time, "bounced:"+p.Key+":"+e.Reason, "%-12s %-11s %s: %s (rule %s; %s)", dom, e.Type, e.Reason, short(e.Reply, 48), e.Rule, whose)
 	case events.Dropped:
 		c.Dropped++
 		r.final, r.reason = e.Type, e.Reason

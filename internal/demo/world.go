@@ -29,7 +29,7 @@ type provider struct {
 // The simulated providers. Share adds up to 100.
 var providers = []*provider{
 	{Key: "gmail", Domains: []string{"gmail.demo"}, MX: "gmail-smtp-in.l.google.com", Site: "google", Share: 30,
-		Story: "throttles like Gmail: 421 4.7.28 once kiln's IP passes %d messages an hour; day 1's pace stays under that, day 2's does not"},
+		Story: "throttles like Gmail: 421 4.7.28 once kiln's IP passes %d messages an hour (about the pace of kiln's day-1 cap)"},
 	{Key: "outlook", Domains: []string{"outlook.demo"}, MX: "outlook-demo.olc.protection.outlook.com", Site: "microsoft", Share: 20,
 		Story: "blocks like Microsoft: kiln's IP is on its block list (550 5.7.1 S3150), then rate-limited for reputation (451 4.7.650), then let through"},
 	{Key: "yahoo", Domains: []string{"yahoo.demo"}, MX: "mta5.am0.yahoodns.net", Site: "yahoo", Share: 20,
@@ -66,8 +66,9 @@ const (
 // double, the first a bit under half of what the campaign sends there, so
 // that on day 1 the caps visibly hold mail back until the next day. Google's
 // day-1 cap is sized against the Gmail-like provider's hourly limit: spread
-// over the 12-hour sending window it stays just under the limit, and day 2's
-// double pace goes over it.
+// over the 12-hour sending window it comes close to the limit (the pace rises
+// when a pause leaves fewer hours for what is left), and day 2's double pace
+// goes over it, so kiln's adaptive warm-up has something to react to.
 func plan(shares map[string]int) warmup.Plan {
 	doubling := func(c int) []int { return []int{c, 2 * c, 4 * c, 8 * c} }
 	p := warmup.Plan{Name: "demo", Providers: map[string][]int{}}
