@@ -80,8 +80,10 @@ type world struct {
 	dns     *fakedns.Server
 	mxPort  int
 	dataDir string
-	// delivery is extra TOML for the [delivery] table.
-	delivery string
+	// delivery, submission and admin are extra TOML for those tables;
+	// queue is extra TOML for [queue] (min_free_disk is 0 unless it names
+	// one).
+	delivery, submission, admin, queue string
 }
 
 func newWorld(t *testing.T) *world {
@@ -113,12 +115,18 @@ type daemon struct {
 // config writes kiln's config for this world; extra is appended TOML.
 func (w *world) config(submitPort, adminPort int, extra string) string {
 	path := filepath.Join(w.dataDir, "kiln.toml")
+	queue := w.queue
+	if !strings.Contains(queue, "min_free_disk") {
+		queue = "min_free_disk = 0\n" + queue
+	}
 	cfg := fmt.Sprintf(`hostname = "kiln.test"
 data_dir = %q
 [submission]
 listen = ["127.0.0.1:%d"]
+%s
 [admin]
 listen = "127.0.0.1:%d"
+%s
 [dns]
 servers = [%q]
 [delivery]
@@ -129,11 +137,11 @@ connect_timeout = "2s"
 [queue]
 retry_first = "1s"
 retry_max = "2s"
-min_free_disk = 0
+%s
 [log]
 level = "warn"
 events = "events.log"
-%s`, filepath.Join(w.dataDir, "data"), submitPort, adminPort, w.dns.Addr(), w.mxPort, w.delivery, extra)
+%s`, filepath.Join(w.dataDir, "data"), submitPort, w.submission, adminPort, w.admin, w.dns.Addr(), w.mxPort, w.delivery, queue, extra)
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		w.t.Fatal(err)
 	}
