@@ -13,14 +13,19 @@ import (
 	"kiln/internal/fakemx"
 )
 
-// kill -9 at random moments of injection and delivery, ten times: every
+// kill -9 at random moments of injection and delivery, ten times (three
+// with -short, twenty in the full run, KILN_CRASH_KILLS to choose): every
 // message that got a 250 is delivered in the end, and the duplicates are no
 // more than the messages that could have been in flight when kiln died.
 func TestCrashKill9(t *testing.T) {
 	kills := 10
-	if testing.Short() {
+	switch {
+	case fullRun():
+		kills = 20
+	case testing.Short():
 		kills = 3
 	}
+	kills = envInt("KILN_CRASH_KILLS", kills)
 	w := newWorld(t)
 	// A slow MX keeps deliveries in flight when the kill comes.
 	dest := w.mx(2, fakemx.Config{Rules: []fakemx.Rule{{Stage: fakemx.StageData, Delay: 30 * time.Millisecond}}})
@@ -107,7 +112,7 @@ func TestCrashKill9(t *testing.T) {
 	if limit := kills * perDest; dups > limit {
 		t.Errorf("%d duplicates after %d kills, more than the %d that could have been in flight", dups, kills, limit)
 	}
-	t.Logf("%d kills: %d messages acknowledged, all delivered; %d duplicates (bound %d); %d unacknowledged messages delivered too",
+	report(t, "%d kills: %d messages acknowledged, all delivered; %d duplicates (bound %d); %d unacknowledged messages delivered too",
 		kills, n, dups, kills*perDest, len(got)-n)
 	if os.Getenv("KILN_E2E_VERBOSE") != "" {
 		t.Log(d.logTail())

@@ -1,0 +1,144 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"kiln/internal/fakemx"
+	"kiln/internal/loadgen"
+)
+
+// A restart with a big queue: many connections inject into a kiln whose
+// destination is down (a closed port), so everything stays queued; kiln is
+// stopped, the destination comes up, and kiln is started again. Every
+// acknowledged message is recovered and delivered exactly once. The run
+// reports the time until /healthz answers and until the last message
+// arrived. 5,000 messages in CI, 100,000 in the full run
+// (KILN_RESTART_MESSAGES to choose).
+func TestRestartWithQueuedMessages(t *testing.T) {
+	n := 5000
+	if fullRun() {
+		n = 100000
+	}
+	n = envInt("KILN_RESTART_MESSAGES", n)
+	w := newWorld(t)
+	w.domain("dest.test", 2) // nothing listens there yet
+	d := w.start("")
+
+	var acks bytes.Buffer
+	var ackMu sync.Mutex
+	start := time.Now()
+	rep, err := loadgen.Run(context.Background(), loadgen.Config{
+		Addr: d.submit, Concurrency: 50, Messages: n, PerConn: 100, Size: 1500,
+		Domains: []string{"dest.test"}, Users: 1000, FromDomain: "sender.test",
+		AckLog: lockedWriter{&ackMu, &acks}, Timeout: 2 * time.Minute,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	injected := time.Since(start)
+	acked := map[string]bool{}
+	sc := bufio.NewScanner(&acks)
+	for sc.Scan() {
+		var e loadgen.AckEntry
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			t.Fatalf("ack log: %v", err)
+		}
+		acked[e.MessageID] = true
+	}
+	if len(acked) != n || rep.Failed > 0 {
+		t.Fatalf("%d of %d messages acknowledged (errors %v)", len(acked), n, rep.Errors)
+	}
+	var health struct {
+		Queue     int
+		Recovered struct{ Messages, Leased, Quarantined int }
+	}
+	waitUntil(t, "every message to be queued", 60*time.Second, func() bool {
+		adminJSON(t, d, "", "/healthz", &health)
+		return health.Queue == n
+	})
+
+	stopStart := time.Now()
+	d.stop()
+	stopped := time.Since(stopStart)
+
+	// The destination comes up while kiln is stopped, so the delivery
+	// time measures kiln, not the minute a dead destination is left alone.
+	led := newLedger()
+	mx := w.mx(2, fakemx.Config{Discard: true, OnMessage: led.onMessage})
+	restart := time.Now()
+	d.launch()
+	ready := time.Since(restart)
+	rss := rssKiB(d)
+	adminJSON(t, d, "", "/healthz", &health)
+	if health.Recovered.Messages != n || health.Recovered.Quarantined != 0 {
+		t.Errorf("recovery found %+v, want %d messages", health.Recovered, n)
+	}
+	timeout := 5 * time.Minute
+	if n > 20000 {
+		timeout = 30 * time.Minute
+	}
+	waitUntil(t, fmt.Sprintf("all %d messages to arrive", n), timeout, func() bool {
+		_, distinct := led.count()
+		return distinct >= n
+	})
+	delivered := time.Since(restart)
+	time.Sleep(time.Second)
+	missing, dups := led.reconcile(acked)
+	if len(missing) > 0 {
+		t.Errorf("%d acknowledged messages never arrived, e.g. %s", len(missing), missing[0])
+	}
+	if dups > 0 {
+		t.Errorf("%d duplicates after a clean stop", dups)
+	}
+	waitUntil(t, "the queue to empty", 60*time.Second, func() bool {
+		adminJSON(t, d, "", "/healthz", &health)
+		return health.Queue == 0
+	})
+	hwm := hwmKiB(d)
+	report(t, "%d messages of 1.5 KB injected over 50 connections in %v (%.0f/s), destination down; stop took %v; restart: /healthz answered after %v (RSS %d MiB); all delivered %v after the restart (%.0f/s); %d duplicates; peak RSS %d MiB; MX stats %+v",
+		n, injected.Round(time.Millisecond), float64(n)/injected.Seconds(), stopped.Round(time.Millisecond),
+		ready.Round(time.Millisecond), rss/1024, delivered.Round(time.Millisecond), float64(n)/delivered.Seconds(), dups, hwm/1024, mx.Stats())
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	b  *bytes.Buffer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// rssKiB and hwmKiB read the daemon's resident memory and its peak from
+// /proc (0 where there is no /proc).
+func rssKiB(d *daemon) int { return procStatus(d, "VmRSS:") }
+func hwmKiB(d *daemon) int { return procStatus(d, "VmHWM:") }
+
+func procStatus(d *daemon, field string) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", d.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, field) {
+			f := strings.Fields(line)
+			if len(f) >= 2 {
+				v, _ := strconv.Atoi(f[1])
+				return v
+			}
+		}
+	}
+	return 0
+}
