@@ -143,10 +143,12 @@ type Result struct {
 	Total     Counts            `json:"total"`
 	// Notices are the bounce notices kiln sent to the campaign's sender.
 	Notices Counts `json:"bounce_notices"`
-	// Warmup is the last warm-up status of the demo's egress; Pauses counts
-	// the adaptive pauses per site.
+	// Warmup is the last warm-up status of the demo's egress; Pauses and
+	// Holds count the warm-up's adaptive reactions per site (a rule that
+	// paused the site, or held its plan day).
 	Warmup []warmup.SiteStatus `json:"warmup"`
 	Pauses map[string]int      `json:"warmup_pauses"`
+	Holds  map[string]int      `json:"warmup_holds"`
 	Notes  []Note              `json:"notes"`
 
 	tally *tally
@@ -454,9 +456,9 @@ func (d *run) finish(elapsed time.Duration) {
 	d.res.Resent, d.res.ResentRefused = d.resent, d.resentRefused
 	d.mu.Unlock()
 	d.res.Warmup = d.warmupStatus()
-	d.res.Pauses = map[string]int{}
+	d.res.Pauses, d.res.Holds = map[string]int{}, map[string]int{}
 	for _, p := range providers {
-		d.res.Pauses[p.Site] = d.tally.pausesAt(p.Site)
+		d.res.Pauses[p.Site], d.res.Holds[p.Site] = d.tally.reactionsAt(p.Site)
 	}
 }
 

@@ -343,21 +343,31 @@ func (d *run) summaryLines() []string {
 			blocked = res.Providers[p.Key].BouncedBy["blocked"]
 		}
 	}
-	add("suppressed", "%d addresses that do not exist; the %d blocked at outlook were kept (a block is the sender's fault)",
-		t.Suppressed, blocked)
+	supp := fmt.Sprintf("%d addresses that do not exist", t.Suppressed)
+	if blocked > 0 {
+		supp += fmt.Sprintf("; the %d blocked at outlook were kept (a block is the sender's fault)", blocked)
+	}
+	add("suppressed", "%s", supp)
 	if res.Resent > 0 {
 		add("sent again", "%d mails to suppressed addresses the next day: kiln refused %d at submission", res.Resent, res.ResentRefused)
 	}
 	add("deferred", "%d deferrals, each retried later: %s", t.Deferred, byReason(t.DeferredBy))
 	var pauses []string
 	for _, p := range providers {
+		var r []string
 		if n := res.Pauses[p.Site]; n > 0 {
-			pauses = append(pauses, fmt.Sprintf("%s %d×", p.Site, n))
+			r = append(r, fmt.Sprintf("paused %d×", n))
+		}
+		if n := res.Holds[p.Site]; n > 0 {
+			r = append(r, fmt.Sprintf("held %d×", n))
+		}
+		if len(r) > 0 {
+			pauses = append(pauses, p.Site+" "+strings.Join(r, " and "))
 		}
 	}
 	wu := fmt.Sprintf("up to %d recipients waited for warm-up capacity at once", t.PeakCapWait)
 	if len(pauses) > 0 {
-		wu += "; adaptive pauses: " + strings.Join(pauses, ", ")
+		wu += "; kiln's warm-up reacted to the providers: " + strings.Join(pauses, ", ")
 	}
 	add("warm-up", "%s", wu)
 	if res.Notices.Delivered > 0 {

@@ -308,17 +308,24 @@ func (t *tally) suppressedAddrs() []string {
 	return out
 }
 
-// pausesAt counts the warm-up pauses of a site.
-func (t *tally) pausesAt(site string) int {
+// reactionsAt counts the warm-up's adaptive reactions at a site: the times a
+// rule paused it, and the times a rule held its plan day (a pause ending in
+// a hold is not counted twice: only changes a signal caused are).
+func (t *tally) reactionsAt(site string) (paused, held int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	n := 0
 	for _, e := range t.warmups {
-		if e.Site == site && strings.Contains(e.Detail, "-> "+string(warmup.StatePaused)) {
-			n++
+		if e.Site != site || !strings.Contains(e.Detail, "signal ") {
+			continue
+		}
+		switch {
+		case strings.Contains(e.Detail, "-> "+string(warmup.StatePaused)):
+			paused++
+		case strings.Contains(e.Detail, "-> "+string(warmup.StateHeld)):
+			held++
 		}
 	}
-	return n
+	return paused, held
 }
 
 func domainOf(addr string) string { return addr[strings.LastIndexByte(addr, '@')+1:] }
