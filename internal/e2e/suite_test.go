@@ -245,9 +245,12 @@ func (l *ledger) reconcile(want map[string]bool) (missing []string, dups int) {
 	return missing, dups
 }
 
-// headerValue returns the first value of a header field in a CRLF message.
+// headerValue returns the first value of a header field in a CRLF message,
+// unfolded.
 func headerValue(msg []byte, name string) string {
 	prefix := strings.ToLower(name) + ":"
+	var value []byte
+	found := false
 	for len(msg) > 0 {
 		i := bytes.Index(msg, []byte("\r\n"))
 		line := msg
@@ -259,9 +262,16 @@ func headerValue(msg []byte, name string) string {
 		if len(line) == 0 {
 			break
 		}
+		if found {
+			if line[0] != ' ' && line[0] != '\t' {
+				break
+			}
+			value = append(value, line...)
+			continue
+		}
 		if len(line) > len(prefix) && strings.ToLower(string(line[:len(prefix)])) == prefix {
-			return strings.TrimSpace(string(line[len(prefix):]))
+			value, found = append(value, line[len(prefix):]...), true
 		}
 	}
-	return ""
+	return strings.TrimSpace(string(value))
 }
