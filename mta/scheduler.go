@@ -255,7 +255,7 @@ func (s *scheduler) arm() {
 		s.wake = s.wakeTimer.C
 		return
 	}
-	s.wake = s.clk.After(d)
+	s.wake = s.clk.At(next)
 }
 
 // scan takes due messages from the index while there is room.

@@ -11,10 +11,13 @@ import (
 
 // Clock tells the time and wakes waiters. After behaves like time.After on the
 // clock's own timeline, so a scheduler that sleeps until its next due item
-// wakes when a test advances a Fake clock past that moment.
+// wakes when a test advances a Fake clock past that moment. At fires once the
+// clock reaches t; a waiter that computed t earlier uses it, so a clock moved
+// between its Now and its wait cannot push the wake-up later.
 type Clock interface {
 	Now() time.Time
 	After(d time.Duration) <-chan time.Time
+	At(t time.Time) <-chan time.Time
 }
 
 // Real is the wall clock.
@@ -22,6 +25,7 @@ type Real struct{}
 
 func (Real) Now() time.Time                         { return time.Now() }
 func (Real) After(d time.Duration) <-chan time.Time { return time.After(d) }
+func (Real) At(t time.Time) <-chan time.Time        { return time.After(time.Until(t)) }
 
 // Fake is a clock that only moves when told to. The zero value is not usable;
 // call NewFake.
@@ -50,12 +54,24 @@ func (f *Fake) Now() time.Time {
 func (f *Fake) After(d time.Duration) <-chan time.Time {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	return f.at(f.now.Add(d))
+}
+
+// At returns a channel that receives the fake time once the clock has reached
+// t; a t not after the clock's time fires at once.
+func (f *Fake) At(t time.Time) <-chan time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.at(t)
+}
+
+func (f *Fake) at(t time.Time) <-chan time.Time {
 	ch := make(chan time.Time, 1)
-	if d <= 0 {
+	if !t.After(f.now) {
 		ch <- f.now
 		return ch
 	}
-	f.waiters = append(f.waiters, waiter{at: f.now.Add(d), ch: ch})
+	f.waiters = append(f.waiters, waiter{at: t, ch: ch})
 	return ch
 }
 

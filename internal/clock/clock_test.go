@@ -37,3 +37,30 @@ func TestFakeNeverGoesBack(t *testing.T) {
 		t.Fatalf("clock went back to %v", f.Now())
 	}
 }
+
+// At keeps its moment when the clock moves between a waiter's Now and its
+// wait: a past moment fires at once, a future one only when reached.
+func TestFakeAtUsesTheAbsoluteMoment(t *testing.T) {
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	f := NewFake(start)
+	due := start.Add(5 * time.Minute)
+	f.Advance(6 * time.Minute)
+	select {
+	case <-f.At(due):
+	default:
+		t.Fatal("a moment already passed did not fire at once")
+	}
+	later := f.At(start.Add(time.Hour))
+	f.Advance(53 * time.Minute)
+	select {
+	case <-later:
+		t.Fatal("fired before its moment")
+	default:
+	}
+	f.Advance(time.Minute)
+	select {
+	case <-later:
+	default:
+		t.Fatal("did not fire at its moment")
+	}
+}
