@@ -20,7 +20,10 @@ import (
 // own fake MX, more mail injected every day than the caps allow, and a fake
 // clock that moves from one lane wake-up to the next, as a real clock would,
 // so that the spread can hand out each whole cap. Gmail starts answering 421
-// 4.7.28 once its daily volume passes a threshold kiln is not told; Microsoft
+// 4.7.28 once its daily volume passes a threshold kiln is not told, so that
+// kiln holds its plan at the limit; on day simGmailStrictDay it blocks the
+// address for the day, so that kiln pauses Gmail, resumes by itself and steps
+// back, and after that it takes less than before; Microsoft
 // defers a few recipients with a reply that blames nobody, so that mail which
 // waited days for the cap meets a temporary failure.
 
@@ -30,21 +33,28 @@ const simGmail421 = "[{ip}] Our system has detected an unusual rate of unsolicit
 	"To protect our users from spam, mail sent from your IP address has been temporarily rate limited. " +
 	"Please visit https://support.google.com/mail/?p=UnsolicitedRateLimitError to review our Bulk Email Senders Guidelines. - gsmtp"
 
+// simGmailBlocked is Gmail's temporary block (PROVIDERS.md §3b), answered to
+// every RCPT on the day it blocks.
+const simGmailBlocked = "[{ip}] Our system has detected an unusual amount of unsolicited mail originating from your IP address " +
+	"and has temporarily blocked it. Please visit https://support.google.com/mail/?p=UnsolicitedIPError to review our Bulk Email Senders Guidelines. - gsmtp"
+
 // simDeferText is a temporary failure that blames nobody.
 const simDeferText = "Temporary system problem, please retry"
 
 const (
-	simDays        = 42
-	simGmailLimit  = 60 // Gmail's hidden daily volume
-	simRestartDay  = 16 // kiln restarts in the middle of this day
-	simRestartHour = 13
-	simDeferShare  = 0.03 // of Microsoft's RCPTs
-	simWindowStart = 8
-	simWindowEnd   = 20
-	simMaxAge      = 24 * time.Hour // the queue's max age; mail waits days for the caps
-	simEgress      = "out1"
-	simMaxStep     = 30 * time.Minute
-	simSettleLimit = 20 * time.Second
+	simDays             = 42
+	simGmailLimit       = 60 // Gmail's hidden daily volume
+	simGmailStrictDay   = 30 // from this day on ...
+	simGmailStrictLimit = 25 // ... it takes only this many
+	simRestartDay       = 16 // kiln restarts in the middle of this day
+	simRestartHour      = 13
+	simDeferShare       = 0.03 // of Microsoft's RCPTs
+	simWindowStart      = 8
+	simWindowEnd        = 20
+	simMaxAge           = 24 * time.Hour // the queue's max age; mail waits days for the caps
+	simEgress           = "out1"
+	simMaxStep          = 30 * time.Minute
+	simSettleLimit      = 20 * time.Second
 )
 
 // simCaps returns a plan's caps: base + day²/div for days 1..simDays.
@@ -121,10 +131,13 @@ func TestWarmupSimulation42Days(t *testing.T) {
 	// What kiln's classifier makes of the fake MX hosts' refusals.
 	cl := policy.DefaultClassifier()
 	gd := cl.Classify(policy.ParseReply("RCPT", "421 4.7.28 "+strings.ReplaceAll(simGmail421, "{ip}", "127.0.0.1")))
-	if gd.Action != policy.ActionRetry || (gd.Signal != policy.SignalRate && gd.Signal != policy.SignalBlock) {
-		t.Fatalf("Gmail's 421 4.7.28 is classified %+v: want a retry with a rate or block signal", gd)
+	if gd.Action != policy.ActionRetry || gd.Signal != policy.SignalRate {
+		t.Fatalf("Gmail's 421 4.7.28 rate limit is classified %+v: want a retry with a rate signal", gd)
 	}
-	t.Logf("Gmail's 421 4.7.28: reason %s, rule %s, signal %s", gd.Reason, gd.Rule, gd.Signal)
+	bd := cl.Classify(policy.ParseReply("RCPT", "421 4.7.28 "+strings.ReplaceAll(simGmailBlocked, "{ip}", "127.0.0.1")))
+	if bd.Action != policy.ActionRetry || bd.Signal != policy.SignalBlock {
+		t.Fatalf("Gmail's 421 4.7.28 block is classified %+v: want a retry with a block signal", bd)
+	}
 	if d := cl.Classify(policy.ParseReply("RCPT", "451 4.3.0 "+simDeferText)); d.Action != policy.ActionRetry || d.Signal != policy.SignalDeferral {
 		t.Fatalf("the deferral is classified %+v: want a retry with a deferral signal", d)
 	}
@@ -253,12 +266,14 @@ func TestWarmupSimulation42Days(t *testing.T) {
 		if day > 1 {
 			w.stepTo(midnight)
 		}
-		// Gmail's hidden daily volume: the first simGmailLimit RCPTs of the
-		// day get the normal reply, the rest 421 4.7.28.
-		if err := google.mx.SetRules(
-			fakemx.Rule{Stage: fakemx.StageRcpt, Times: simGmailLimit},
-			fakemx.Rule{Stage: fakemx.StageRcpt, Code: 421, Enhanced: "4.7.28", Text: simGmail421},
-		); err != nil {
+		// Gmail's hidden daily volume: the first gmailLimit(day) RCPTs of
+		// the day get the normal reply, the rest 421 4.7.28; on the day it
+		// blocks, every RCPT gets the block.
+		rules := []fakemx.Rule{{Stage: fakemx.StageRcpt, Times: gmailLimit(day)}, {Stage: fakemx.StageRcpt, Code: 421, Enhanced: "4.7.28", Text: simGmail421}}
+		if day == simGmailStrictDay {
+			rules = []fakemx.Rule{{Stage: fakemx.StageRcpt, Code: 421, Enhanced: "4.7.28", Text: simGmailBlocked}}
+		}
+		if err := google.mx.SetRules(rules...); err != nil {
 			t.Fatal(err)
 		}
 		for _, p := range provs {
@@ -394,14 +409,14 @@ func TestWarmupSimulation42Days(t *testing.T) {
 	if pausedSeen != pauses {
 		t.Errorf("Gmail: %d pauses, %d seen while stepping", pauses, pausedSeen)
 	}
-	if pauses < 2 || resumes < pauses || holds < pauses {
-		t.Errorf("Gmail: %d pauses, %d resumes, %d holds; want it paused more than once, and each pause over by itself and held", pauses, resumes, holds)
+	if pauses < 1 || resumes < pauses || holds < pauses {
+		t.Errorf("Gmail: %d pauses, %d resumes, %d holds; want it held, paused, and each pause over by itself and held", pauses, resumes, holds)
 	}
 	var gmail []string
 	firstPause := -1
 	for d := range simDays {
 		gmail = append(gmail, fmt.Sprintf("%d:%d/%d", google.day[d], google.accepted[d], google.offered[d]))
-		if google.accepted[d] > simGmailLimit {
+		if google.accepted[d] > gmailLimit(d+1) {
 			t.Errorf("Gmail day %d: accepted %d, more than it takes", d+1, google.accepted[d])
 		}
 		if google.offered[d] > google.accepted[d] && firstPause < 0 {
@@ -521,4 +536,16 @@ func (w *world) eventsOf(typ string) []events.Event {
 		}
 	}
 	return out
+}
+
+// gmailLimit is how many RCPTs Gmail takes on a simulated day before it
+// starts answering 421 4.7.28.
+func gmailLimit(day int) int {
+	switch {
+	case day == simGmailStrictDay:
+		return 0 // the day it blocks kiln's address
+	case day > simGmailStrictDay:
+		return simGmailStrictLimit
+	}
+	return simGmailLimit
 }
