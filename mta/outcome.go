@@ -2,6 +2,7 @@ package mta
 
 import (
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"kiln/events"
@@ -105,11 +106,12 @@ func (srv *Server) completeJob(j *job, replies []policy.Reply, info ConnInfo, si
 	var failed []int
 	del := false
 	var due time.Time
+	var lanes []string
 	if final {
 		failed, e.failed = e.failed, nil
 		del = srv.closeRound(e, now)
 		if !del && !m.Held {
-			due = m.Due
+			due, lanes = m.Due, waitingLanes(m)
 		}
 	}
 	m.Unlock()
@@ -132,7 +134,19 @@ func (srv *Server) completeJob(j *job, replies []policy.Reply, info ConnInfo, si
 	if final && len(failed) > 0 && !e.dropped {
 		srv.sendNotice(m, failed)
 	}
-	srv.sched.report(&jobResult{job: j, final: final, due: due, siteDown: siteDown})
+	srv.sched.report(&jobResult{job: j, final: final, due: due, lanes: lanes, siteDown: siteDown})
+}
+
+// waitingLanes lists the lanes the message's pending recipients wait in (the
+// caller holds its lock).
+func waitingLanes(m *queue.Message) []string {
+	var out []string
+	for _, r := range m.Rcpts {
+		if !r.State.Done() && r.Wait != "" && !slices.Contains(out, r.Wait) {
+			out = append(out, r.Wait)
+		}
+	}
+	return out
 }
 
 // closeRound ends a message's round (the caller holds its lock): it returns
@@ -161,9 +175,9 @@ func (srv *Server) finishRound(e *entry, _ []int) {
 	m := e.m
 	m.Lock()
 	del := srv.closeRound(e, srv.clk.Now())
-	due := m.Due
+	due, lanes := m.Due, waitingLanes(m)
 	if del || m.Held {
-		due = time.Time{}
+		due, lanes = time.Time{}, nil
 	}
 	m.Unlock()
 	var err error
@@ -175,7 +189,7 @@ func (srv *Server) finishRound(e *entry, _ []int) {
 	if err != nil {
 		srv.log.Error("rescheduling failed", "id", m.ID, "err", err)
 	}
-	srv.sched.report(&jobResult{job: &job{e: e}, final: true, due: due})
+	srv.sched.report(&jobResult{job: &job{e: e}, final: true, due: due, lanes: lanes})
 }
 
 // bodyUnreadable handles a body that fails its checksum or is gone: the

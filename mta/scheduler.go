@@ -110,6 +110,7 @@ type jobResult struct {
 	job      *job
 	final    bool      // the message's round ended with this job
 	due      time.Time // when final and not deleted or held: the message's next due time
+	lanes    []string  // when final: the lanes its recipients still wait in
 	siteDown *policy.Reply
 }
 
@@ -464,6 +465,17 @@ func (s *scheduler) handleResult(r *jobResult) {
 			}
 		}
 		s.learnDue(r.due)
+		// Recipients left waiting in a lane while the message was in hand
+		// were stepped over by the lane: it looks again.
+		for _, k := range r.lanes {
+			if pool, site, ok := strings.Cut(k, "|"); ok {
+				ln := s.laneFor(pool, site)
+				ln.waiting = true
+				if ln.hidx < 0 {
+					s.wakeLaneAt(ln, s.clk.Now())
+				}
+			}
+		}
 	}
 }
 

@@ -89,6 +89,9 @@ type lane struct {
 	wakeAt  time.Time // when the controller said capacity returns; zero: not blocked
 	waiting bool      // recipients wait in the index
 	hidx    int       // position in the wake heap, -1 when not in it
+	// cursor is the last message taken from the lane's index: the next
+	// read starts after it.
+	cursor queue.LaneCursor
 }
 
 func laneKey(pool, site string) string { return pool + "|" + site }
@@ -163,6 +166,11 @@ func (s *scheduler) wakeLanes(now time.Time) {
 // messages cost one index read per send, not one per scan.
 func (s *scheduler) drainLane(ln *lane, now time.Time) {
 	const budget = 64 // per wake-up, to keep the scheduler responsive
+	const ahead = 16  // messages read per index read
+	var batch []*queue.Message
+	var keys []queue.LaneCursor
+	fromHead := ln.cursor == nil
+	skip := func(id string) bool { return s.active[id] != nil || s.busy[id] }
 	for n := 0; ; n++ {
 		if !ln.waiting {
 			return
@@ -171,17 +179,27 @@ func (s *scheduler) drainLane(ln *lane, now time.Time) {
 			s.wakeLaneAt(ln, now.Add(10*time.Millisecond))
 			return
 		}
-		ms, err := s.store.Waiting(ln.key, 1, func(id string) bool { return s.active[id] != nil || s.busy[id] })
-		if err != nil {
-			s.log.Error("reading a warm-up lane failed", "lane", ln.key, "err", err)
-			s.wakeLaneAt(ln, now.Add(time.Second))
-			return
+		if len(batch) == 0 {
+			var err error
+			batch, keys, err = s.store.WaitingAfter(ln.key, ln.cursor, ahead, skip)
+			if err != nil {
+				s.log.Error("reading a warm-up lane failed", "lane", ln.key, "err", err)
+				s.wakeLaneAt(ln, now.Add(time.Second))
+				return
+			}
+			if len(batch) == 0 {
+				if !fromHead {
+					// Past the cursor there is nothing: look once more
+					// from the head, for what the cursor stepped over.
+					ln.cursor, fromHead = nil, true
+					continue
+				}
+				ln.waiting = false
+				return
+			}
 		}
-		if len(ms) == 0 {
-			ln.waiting = false
-			return
-		}
-		m := ms[0]
+		m, key := batch[0], keys[0]
+		batch, keys = batch[1:], keys[1:]
 		var idx []int
 		for i := range m.Rcpts {
 			if !m.Rcpts[i].State.Done() && m.Rcpts[i].Wait == ln.key {
@@ -205,6 +223,7 @@ func (s *scheduler) drainLane(ln *lane, now time.Time) {
 			s.wakeLaneAt(ln, refused.RetryAt)
 			return
 		}
+		ln.cursor = key
 		// Granted: the message comes into hand with these recipients out of
 		// the lane and due now. The time they waited for capacity is added
 		// to the message's lifetime: it never expires only for waiting its
@@ -312,6 +331,9 @@ func (s *scheduler) admitWarm(cr cachedRoute, j *job) {
 	}
 	if len(rest) > 0 {
 		ln.waiting = true
+		if ln.cursor.Before(ln.key, j.e.m.Priority, j.e.m.Created, j.e.m.ID) {
+			ln.cursor = nil // it sorts before where the lane has got to
+		}
 		if ln.wakeAt.IsZero() || refused.RetryAt.After(ln.wakeAt) {
 			s.wakeLaneAt(ln, refused.RetryAt)
 		}
@@ -339,11 +361,12 @@ func (srv *Server) parkJob(j *job, laneKey string, retryAt time.Time) {
 	var due time.Time
 	del := false
 	var failed []int
+	var lanes []string
 	if final {
 		failed, e.failed = e.failed, nil
 		del = srv.closeRound(e, now)
 		if !del && !m.Held {
-			due = m.Due
+			due, lanes = m.Due, waitingLanes(m)
 		}
 	}
 	m.Unlock()
@@ -359,7 +382,7 @@ func (srv *Server) parkJob(j *job, laneKey string, retryAt time.Time) {
 	if final && len(failed) > 0 && !e.dropped {
 		srv.sendNotice(m, failed)
 	}
-	srv.sched.report(&jobResult{job: j, final: final, due: due})
+	srv.sched.report(&jobResult{job: j, final: final, due: due, lanes: lanes})
 }
 
 // observe tells the warm-up controller what a reply said about the egress.

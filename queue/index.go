@@ -318,13 +318,33 @@ func (s *Store) Lanes() ([]string, error) {
 // oldest first, skipping ids for which skip returns true. Keys whose message
 // no longer waits there are removed on the way.
 func (s *Store) Waiting(lane string, n int, skip func(id string) bool) ([]*Message, error) {
+	out, _, err := s.WaitingAfter(lane, nil, n, skip)
+	return out, err
+}
+
+// LaneCursor marks a position in a lane's wait index.
+type LaneCursor []byte
+
+// WaitingAfter is Waiting starting after cursor (nil: at the lane's head),
+// and returns each message's own cursor. A scheduler that takes a lane's
+// messages in order seeks past the ones it took, instead of wading through
+// their deleted keys until compaction removes them. A message skip refuses
+// is stepped over, but the cursors of the messages after it stay in front of
+// it, so it is read again next time.
+func (s *Store) WaitingAfter(lane string, after LaneCursor, n int, skip func(id string) bool) ([]*Message, []LaneCursor, error) {
 	var out []*Message
 	var stale [][]byte
+	var keys []LaneCursor
+	frozen, freezeAt, lastKey := false, after, after
 	prefix := lanePrefix(lane)
+	start := prefix
+	if len(after) > 0 {
+		start = append(append([]byte(nil), after...), 0)
+	}
 	err := s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
 		defer it.Close()
-		for it.Seek(prefix); it.ValidForPrefix(prefix) && len(out) < n; it.Next() {
+		for it.Seek(start); it.ValidForPrefix(prefix) && len(out) < n; it.Next() {
 			k := it.Item().Key()
 			if len(k) < len(prefix)+9 {
 				stale = append(stale, it.Item().KeyCopy(nil))
@@ -332,6 +352,11 @@ func (s *Store) Waiting(lane string, n int, skip func(id string) bool) ([]*Messa
 			}
 			id := string(k[len(prefix)+9:])
 			if skip != nil && skip(id) {
+				// Messages after this one report the position before it,
+				// so a cursor never steps over a message still to take.
+				if !frozen {
+					frozen, freezeAt = true, lastKey
+				}
 				continue
 			}
 			item, err := txn.Get(msgKey(id))
@@ -356,13 +381,29 @@ func (s *Store) Waiting(lane string, n int, skip func(id string) bool) ([]*Messa
 				continue
 			}
 			out = append(out, m)
+			lastKey = it.Item().KeyCopy(nil)
+			if frozen {
+				keys = append(keys, freezeAt)
+			} else {
+				keys = append(keys, lastKey)
+			}
 		}
 		return nil
 	})
 	if len(stale) > 0 {
 		s.deleteKeysAsync(stale)
 	}
-	return out, err
+	return out, keys, err
+}
+
+// Before reports whether a message of priority prio created at created sorts
+// before the cursor in a lane (a newly parked message the cursor has passed).
+func (c LaneCursor) Before(lane string, prio int, created time.Time, id string) bool {
+	if len(c) == 0 {
+		return false
+	}
+	k := laneKey(lane, &Message{Priority: prio, Created: created, ID: id})
+	return bytes.Compare(k, c) < 0
 }
 
 // CountWaiting returns how many messages wait in lane, from the in-memory

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -522,6 +523,56 @@ func TestLanes(t *testing.T) {
 	}
 	if lanes, _ := e.s.Lanes(); len(lanes) != 0 {
 		t.Fatalf("lanes after delete = %v", lanes)
+	}
+}
+
+// A lane read from a cursor goes on after it; a message skipped on the way
+// keeps the cursors behind it, so the next read comes back to it.
+func TestLaneCursor(t *testing.T) {
+	e := newEnv(t)
+	var ms []*Message
+	for i := range 5 {
+		m := msg(fmt.Sprintf("r%d@gmail.example", i))
+		m.Created = t0.Add(time.Duration(i) * time.Second)
+		if err := e.s.Enqueue(context.Background(), m, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		m.Rcpts[0].Wait = "p|gmail"
+		ms = append(ms, m)
+	}
+	if err := e.s.SaveMany(ms); err != nil {
+		t.Fatal(err)
+	}
+	ids := func(w []*Message) []string {
+		var out []string
+		for _, m := range w {
+			out = append(out, m.ID)
+		}
+		return out
+	}
+	w, cur, err := e.s.WaitingAfter("p|gmail", nil, 2, nil)
+	if err != nil || !slices.Equal(ids(w), []string{ms[0].ID, ms[1].ID}) || len(cur) != 2 {
+		t.Fatalf("from the head: %v, %v", ids(w), err)
+	}
+	w, cur2, _ := e.s.WaitingAfter("p|gmail", cur[1], 10, func(id string) bool { return id == ms[3].ID })
+	if !slices.Equal(ids(w), []string{ms[2].ID, ms[4].ID}) {
+		t.Fatalf("after the second, skipping the fourth: %v", ids(w))
+	}
+	// The fifth's cursor stays before the skipped fourth.
+	next, _, _ := e.s.WaitingAfter("p|gmail", cur2[1], 10, nil)
+	if len(next) == 0 || next[0].ID != ms[3].ID {
+		t.Fatalf("after the fifth's cursor: %v, want the skipped fourth first", ids(next))
+	}
+	// A message that sorts before the cursor (older, or of higher
+	// priority) is reported as behind it.
+	if !cur[1].Before("p|gmail", 0, t0, ms[0].ID) || cur[1].Before("p|gmail", 0, t0.Add(time.Hour), "z") {
+		t.Fatal("Before misplaces messages around the cursor")
+	}
+	if !cur[1].Before("p|gmail", 9, t0.Add(time.Hour), "z") {
+		t.Fatal("a higher priority message is not before the cursor")
+	}
+	if LaneCursor(nil).Before("p|gmail", 9, t0, "a") {
+		t.Fatal("nothing is before the head")
 	}
 }
 
