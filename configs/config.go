@@ -151,11 +151,19 @@ type Queue struct {
 	RetryFirst Duration `toml:"retry_first"`
 	RetryMax   Duration `toml:"retry_max"`
 	// MinFreeDisk: below this much free space on the data disk, new mail is
-	// refused with 452 4.3.1 (the store would crash on a full disk).
+	// refused with 452 4.3.1 (the store would crash on a full disk). 0 turns
+	// the guard off; otherwise at least MinFreeDiskFloor.
 	MinFreeDisk Size `toml:"min_free_disk"`
 	// GCInterval is how often the store's value log is garbage collected.
 	GCInterval Duration `toml:"gc_interval"`
 }
+
+// MinFreeDiskFloor is the least min_free_disk kiln takes. The store writes
+// through memory-mapped files created at full size and filled later: the
+// active write-ahead log (32 MiB), the table a memtable flushes to (16 MiB)
+// and compaction's output. That room must still be free after the guard has
+// stopped new mail, since deliveries and events keep writing.
+const MinFreeDiskFloor = Size(64 << 20)
 
 // Log is kiln's operational log and event stream.
 type Log struct {

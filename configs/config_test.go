@@ -111,6 +111,8 @@ func TestErrorsNameFileLineAndKey(t *testing.T) {
 			`f.toml:1: route[0].smarthost: is required`},
 		{"bad tls mode", "[delivery]\n\ntls = \"maybe\"\n",
 			`f.toml:3: delivery.tls: must be opportunistic, required or none`},
+		{"guard below the store's room", "[queue]\nmin_free_disk = \"24MiB\"\n",
+			`f.toml:2: queue.min_free_disk: must be 0 (no guard) or at least 64MiB`},
 		{"syntax", "[submission\n", `f.toml:1: `},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

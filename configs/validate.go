@@ -80,6 +80,9 @@ func (c *Config) Validate() error {
 		add("queue.retry_max", "must not be shorter than queue.retry_first")
 	}
 	positive(add, "queue.gc_interval", int64(q.GCInterval))
+	if q.MinFreeDisk != 0 && q.MinFreeDisk < MinFreeDiskFloor {
+		add("queue.min_free_disk", "must be 0 (no guard) or at least 64MiB: the store's files are mapped into memory and fill their room after the guard has stopped new mail, and a write that finds the disk full crashes it")
+	}
 
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

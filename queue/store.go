@@ -151,7 +151,7 @@ func (s *Store) Close() error {
 // disk (fdatasync and a synced commit). It fills in m.ID, Created, Due and
 // Expires when they are zero. The message is due at once.
 func (s *Store) Enqueue(ctx context.Context, m *Message, body []byte) error {
-	if err := s.disk.check(s.clk.Now()); err != nil {
+	if err := s.disk.check(s.clk.Now(), int64(len(body))); err != nil {
 		return err
 	}
 	now := s.clk.Now()

@@ -396,6 +396,44 @@ func TestDiskGuard(t *testing.T) {
 	}
 }
 
+// Between two looks at the filesystem the guard counts what it admitted: a
+// burst of mail inside one second stops at the minimum, not past it.
+func TestDiskGuardCountsWhatItAdmits(t *testing.T) {
+	g := newDiskGuard("", 100<<20)
+	looks := 0
+	g.statfs = func(string) (int64, error) { looks++; return 105 << 20, nil }
+	now := t0
+	admitted := 0
+	for range 100 {
+		if g.check(now, 1<<20) != nil {
+			break
+		}
+		admitted++
+	}
+	// 5 MiB above the minimum, 1 MiB bodies plus their envelopes.
+	if admitted != 4 {
+		t.Fatalf("admitted %d MiB bodies with 5 MiB to spare", admitted)
+	}
+	if err := g.check(now, 1<<20); !errors.Is(err, ErrDiskFull) {
+		t.Fatalf("after the burst: %v", err)
+	}
+	// A second later it looks again; the space it counted is gone for real
+	// only if the filesystem says so.
+	if err := g.check(now.Add(time.Second), 1<<20); err != nil || looks != 2 {
+		t.Fatalf("a second later: %v after %d looks", err, looks)
+	}
+	// Eight MiB admitted within the second make it look again too.
+	g2 := newDiskGuard("", 1<<20)
+	looks = 0
+	g2.statfs = func(string) (int64, error) { looks++; return 1 << 40, nil }
+	for range 20 {
+		g2.check(now, 1<<20)
+	}
+	if looks < 2 {
+		t.Fatalf("%d looks for 20 MiB admitted in an instant", looks)
+	}
+}
+
 func TestBackoff(t *testing.T) {
 	first, max := 5*time.Minute, 4*time.Hour
 	for _, tc := range []struct {

@@ -65,8 +65,9 @@ func fill(t *testing.T, path string, n int64) {
 	}
 }
 
-// A disk that fills up: kiln's data_dir is a 64 MiB tmpfs with
-// [queue] min_free_disk = 24MiB, a file eats most of the rest, and the
+// A disk that fills up: kiln's data_dir is a 160 MiB tmpfs with
+// [queue] min_free_disk = 64MiB (the least kiln takes), a file eats most of
+// the rest, and the
 // queue holds the destination's mail so every message stays on disk. Four
 // connections inject 32 KiB messages as fast as kiln answers until kiln
 // answers 452 4.3.1. kiln must still be running and healthy (the store dies
@@ -77,20 +78,20 @@ func fill(t *testing.T, path string, n int64) {
 func TestDiskFull(t *testing.T) {
 	w := newWorld(t)
 	data := filepath.Join(w.dataDir, "data")
-	mountTmpfs(t, data, 64<<20)
+	mountTmpfs(t, data, 160<<20)
 	mx := w.mx(2, fakemx.Config{})
 	w.domain("dest.test", 2)
-	w.queue = `min_free_disk = "24MiB"`
+	w.queue = `min_free_disk = "64MiB"`
 	d := w.start("")
 	hold(t, d, `{"recipient_domain":"dest.test"}`)
 
 	// Leave 8 MiB above the watermark.
 	filler := filepath.Join(data, "filler")
 	free := freeBytes(t, data)
-	if free < 40<<20 {
-		t.Fatalf("only %d bytes free on a fresh 64 MiB tmpfs", free)
+	if free < 100<<20 {
+		t.Fatalf("only %d bytes free on a fresh 160 MiB tmpfs", free)
 	}
-	fill(t, filler, free-(24<<20)-(8<<20))
+	fill(t, filler, free-(64<<20)-(8<<20))
 
 	var (
 		mu      sync.Mutex
@@ -166,8 +167,8 @@ func TestDiskFull(t *testing.T) {
 		adminJSON(t, d, "", "/healthz", &health)
 		// The guard may let through what was in flight when it tripped,
 		// not much more.
-		if lowFree = freeBytes(t, data); lowFree < 20<<20 {
-			t.Errorf("only %.1f MiB left with min_free_disk = 24MiB: the guard stopped late", float64(lowFree)/(1<<20))
+		if lowFree = freeBytes(t, data); lowFree < 60<<20 {
+			t.Errorf("only %.1f MiB left with min_free_disk = 64MiB: the guard stopped late", float64(lowFree)/(1<<20))
 		}
 
 		// Space comes back: kiln accepts again without a restart.
@@ -211,7 +212,7 @@ func TestDiskFull(t *testing.T) {
 		report(t, "FAILED: kiln died with SIGBUS after %d acknowledged messages; after a restart with space back all %d acknowledged were delivered", nAcked, len(acked))
 		return
 	}
-	report(t, "tmpfs 64 MiB, min_free_disk 24 MiB, 4 connections of 32 KiB messages: %d acknowledged, then %d refusals all 452 4.3.1, %.1f MiB free at the lowest; /healthz said %q; kiln stayed up; accepted again once space was freed; all %d acknowledged delivered once",
+	report(t, "tmpfs 160 MiB, min_free_disk 64 MiB, 4 connections of 32 KiB messages: %d acknowledged, then %d refusals all 452 4.3.1, %.1f MiB free at the lowest; /healthz said %q; kiln stayed up; accepted again once space was freed; all %d acknowledged delivered once",
 		nAcked, refused["452 4.3.1"], float64(lowFree)/(1<<20), health.Status, len(acked))
 }
 
