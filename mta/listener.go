@@ -1,6 +1,7 @@
 package mta
 
 import (
+	"errors"
 	"net"
 	"net/netip"
 	"sync"
@@ -12,6 +13,13 @@ import (
 // any connection that outlives the session limit however active it is (the
 // per-command timeouts alone let a client dribble forever). Refused clients
 // get a 421 reply before the close, so they know to come back later.
+//
+// Its connections also end the session at the first read timeout. go-smtp
+// does not: a timeout in the middle of a command line hands it the part
+// read so far as a line (bufio drops the error when it has data), which it
+// answers "501 Bad command" before reading on, and a timeout inside DATA is
+// answered but the rest of the body is then read as commands. So a read
+// that times out says 421 4.4.2 and closes the connection itself.
 type limitListener struct {
 	net.Listener
 	max, perIP int
@@ -46,7 +54,9 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		l.byIP[ip]++
 		l.mu.Unlock()
 		lc := &limitConn{Conn: c, l: l, ip: ip}
-		lc.timer = time.AfterFunc(l.session, func() { c.Close() })
+		lc.timer = time.AfterFunc(l.session, func() {
+			lc.hangUp("421 4.4.2 Session time limit reached, closing connection\r\n")
+		})
 		return lc, nil
 	}
 }
@@ -63,6 +73,45 @@ type limitConn struct {
 	ip    netip.Addr
 	timer *time.Timer
 	once  sync.Once
+
+	wmu    sync.Mutex  // one reply at a time on the wire
+	tls    atomic.Bool // a TLS record went by: no more plain-text replies
+	hungUp sync.Once
+}
+
+// Read reads from the client; a read that times out ends the session.
+func (c *limitConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n >= 2 && b[0] == 0x16 && b[1] == 0x03 {
+		// A TLS handshake record (implicit TLS or after STARTTLS); no SMTP
+		// command starts with these bytes.
+		c.tls.Store(true)
+	}
+	var ne net.Error
+	if err != nil && errors.As(err, &ne) && ne.Timeout() {
+		c.hangUp("421 4.4.2 Timeout waiting for the client, closing connection\r\n")
+	}
+	return n, err
+}
+
+func (c *limitConn) Write(b []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.Conn.Write(b)
+}
+
+// hangUp ends the session from kiln's side: it says why when the session is
+// in plain text (inside TLS a plain line would be garbage) and closes.
+func (c *limitConn) hangUp(line string) {
+	c.hungUp.Do(func() {
+		if !c.tls.Load() {
+			c.wmu.Lock()
+			c.Conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			c.Conn.Write([]byte(line))
+			c.wmu.Unlock()
+		}
+		c.Close()
+	})
 }
 
 func (c *limitConn) Close() error {

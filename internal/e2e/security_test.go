@@ -542,8 +542,8 @@ session_timeout = "8s"`
 	// After the DATA timeout kiln says 421 and must hang up: nothing more
 	// of the body may be read as commands.
 	body := results[20]
-	_, afterTimeout, _ := strings.Cut(body.said, "Timeout reading the message\r\n")
-	if !body.closedEarly || !strings.Contains(body.said, "Timeout reading the message") {
+	_, afterTimeout, _ := strings.Cut(body.said, "421 4.4.2 Timeout waiting for the client, closing connection\r\n")
+	if !body.closedEarly || !strings.Contains(body.said, "421 4.4.2") {
 		t.Errorf("body dribbler: closed by kiln %v; kiln said %q", body.closedEarly, body.said)
 	}
 	for _, l := range strings.Split(strings.TrimSpace(afterTimeout), "\r\n") {
