@@ -21,9 +21,10 @@ import (
 // clock that moves from one lane wake-up to the next, as a real clock would,
 // so that the spread can hand out each whole cap. Gmail starts answering 421
 // 4.7.28 once its daily volume passes a threshold kiln is not told, so that
-// kiln holds its plan at the limit; on day simGmailStrictDay it blocks the
-// address for the day, so that kiln pauses Gmail, resumes by itself and steps
-// back, and after that it takes less than before; Microsoft
+// kiln holds its plan at the limit; on day simGmailStrictDay its threshold
+// is low and its 421 4.7.28 says the address is temporarily blocked, so that
+// kiln pauses Gmail, resumes by itself and steps back, and after that it
+// takes less than before; Microsoft
 // defers a few recipients with a reply that blames nobody, so that mail which
 // waited days for the cap meets a temporary failure.
 
@@ -44,7 +45,8 @@ const simDeferText = "Temporary system problem, please retry"
 const (
 	simDays             = 42
 	simGmailLimit       = 60 // Gmail's hidden daily volume
-	simGmailStrictDay   = 30 // from this day on ...
+	simGmailStrictDay   = 30 // on this day it blocks past ...
+	simGmailBlockLimit  = 10 // ... this many, and from then on
 	simGmailStrictLimit = 25 // ... it takes only this many
 	simRestartDay       = 16 // kiln restarts in the middle of this day
 	simRestartHour      = 13
@@ -267,11 +269,11 @@ func TestWarmupSimulation42Days(t *testing.T) {
 			w.stepTo(midnight)
 		}
 		// Gmail's hidden daily volume: the first gmailLimit(day) RCPTs of
-		// the day get the normal reply, the rest 421 4.7.28; on the day it
-		// blocks, every RCPT gets the block.
+		// the day get the normal reply, the rest 421 4.7.28, worded as a
+		// temporary block on the day it blocks.
 		rules := []fakemx.Rule{{Stage: fakemx.StageRcpt, Times: gmailLimit(day)}, {Stage: fakemx.StageRcpt, Code: 421, Enhanced: "4.7.28", Text: simGmail421}}
 		if day == simGmailStrictDay {
-			rules = []fakemx.Rule{{Stage: fakemx.StageRcpt, Code: 421, Enhanced: "4.7.28", Text: simGmailBlocked}}
+			rules[1].Text = simGmailBlocked
 		}
 		if err := google.mx.SetRules(rules...); err != nil {
 			t.Fatal(err)
@@ -543,7 +545,7 @@ func (w *world) eventsOf(typ string) []events.Event {
 func gmailLimit(day int) int {
 	switch {
 	case day == simGmailStrictDay:
-		return 0 // the day it blocks kiln's address
+		return simGmailBlockLimit // the day it blocks kiln's address
 	case day > simGmailStrictDay:
 		return simGmailStrictLimit
 	}
