@@ -278,9 +278,13 @@ func (s *scheduler) scan() {
 		return
 	}
 	var leased []*queue.Message
+	var last time.Time // the latest due time taken
 	for _, m := range due {
 		s.inHand.Add(1)
 		m.Lock()
+		if m.Due.After(last) {
+			last = m.Due
+		}
 		m.Leased = true
 		m.Due = now.Add(leaseTTL)
 		m.Unlock()
@@ -288,7 +292,18 @@ func (s *scheduler) scan() {
 		s.take(m)
 	}
 	s.backlog = len(due) == room
-	if !s.backlog {
+	if s.backlog {
+		// Everything due before the last one taken is in hand (or was
+		// skipped as in hand): the next scan starts at its due time, not
+		// back over the keys these leases just replaced, which the index
+		// keeps as deletions until compaction and every seek would wade
+		// through. (No margin here: after a restart or an outage whole
+		// queues fall due within a second or two. A key written late
+		// before this point waits for the next full scan.)
+		if last.After(s.lowWater) {
+			s.lowWater = last
+		}
+	} else {
 		// Everything due by now is in hand; allow for writes committed
 		// a moment after they were computed.
 		s.lowWater = now.Add(-2 * time.Second)
