@@ -81,8 +81,8 @@ type world struct {
 	mxPort  int
 	dataDir string
 	// delivery, submission and admin are extra TOML for those tables;
-	// queue is extra TOML for [queue] (min_free_disk is 0 unless it names
-	// one).
+	// queue is extra TOML for [queue] (min_free_disk is 0 and the retries
+	// 1s and 2s unless it names them).
 	delivery, submission, admin, queue string
 }
 
@@ -119,6 +119,9 @@ func (w *world) config(submitPort, adminPort int, extra string) string {
 	if !strings.Contains(queue, "min_free_disk") {
 		queue = "min_free_disk = 0\n" + queue
 	}
+	if !strings.Contains(queue, "retry_first") {
+		queue = "retry_first = \"1s\"\nretry_max = \"2s\"\n" + queue
+	}
 	cfg := fmt.Sprintf(`hostname = "kiln.test"
 data_dir = %q
 [submission]
@@ -135,8 +138,6 @@ idle_timeout = "300ms"
 connect_timeout = "2s"
 %s
 [queue]
-retry_first = "1s"
-retry_max = "2s"
 %s
 [log]
 level = "warn"
