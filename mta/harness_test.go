@@ -185,7 +185,24 @@ func typed(typ, rcpt string) func(events.Event) bool {
 }
 
 // advance moves the fake clock and gives the scheduler a moment to act.
+// It first lets the scheduler finish what is in hand (for up to two seconds
+// of wall time): an outcome handled after the move would be timed from the
+// new "now" (a site marked down until a minute after it, say), and the test
+// would wait for a wake-up that no further move brings.
 func (w *world) advance(d time.Duration) {
+	if s := w.srv.sched; s != nil {
+		deadline := time.Now().Add(2 * time.Second)
+		for time.Now().Before(deadline) {
+			busy := true
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			err := s.do(ctx, func() { busy = len(s.active) > 0 })
+			cancel()
+			if err != nil || !busy {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
 	w.clk.Advance(d)
 	time.Sleep(50 * time.Millisecond)
 }
