@@ -30,12 +30,15 @@
 // # Faster RSA signing with OpenSSL
 //
 // The RSA private-key operation is most of signing's cost, and crypto/rsa
-// takes several times as long as OpenSSL for it. A build with the openssl
-// tag signs RSA through the system's OpenSSL 3 libcrypto instead:
+// takes several times as long as OpenSSL for it. A build with cgo (Go's
+// default where a C compiler is installed) signs RSA through the system's
+// OpenSSL 3 libcrypto instead; CGO_ENABLED=0, or the purego tag, builds
+// with Go alone:
 //
-//	CGO_ENABLED=1 go build -tags openssl ./cmd/kiln
+//	go build ./cmd/kiln                 # with a C compiler: OpenSSL signs RSA
+//	CGO_ENABLED=0 go build ./cmd/kiln   # a static binary, crypto/rsa signs
 //
-// That build needs cgo and a C compiler, but no OpenSSL headers: libcrypto
+// The cgo build needs no OpenSSL headers: libcrypto
 // (libcrypto.so.3, OpenSSL 3.0 or later; Debian's libssl3) is opened with
 // dlopen on the first RSA signature, and each key is given to it once. The
 // signatures are the same bytes crypto/rsa makes (PKCS#1 v1.5 is
@@ -43,5 +46,4 @@
 // it is loaded). Without libcrypto at run time, or with a key it will not
 // take, kiln signs with crypto/rsa and logs one warning: signing never fails
 // for want of OpenSSL. Ed25519 stays with crypto/ed25519, which is faster.
-// The default build uses Go alone.
 package dkim

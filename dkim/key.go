@@ -111,10 +111,11 @@ func (k *Key) String() string {
 	return fmt.Sprintf("%s (%s %d bits)", k.RecordName(), k.algo, k.Bits())
 }
 
-// newRSASigner is set by the openssl build option (openssl.go) to wrap an
+// newRSASigner is set by cgo builds (openssl.go) to wrap an
 // RSA key in a crypto.Signer that makes the same PKCS#1 v1.5 signatures
 // with OpenSSL's libcrypto; name is the key's record name, for its log
-// lines. It is nil in the default build, where crypto/rsa signs.
+// lines. It is nil in builds without cgo or with the purego tag, where
+// crypto/rsa signs.
 var newRSASigner func(name string, priv *rsa.PrivateKey) crypto.Signer
 
 // keyAlgorithm tells RSA from Ed25519 and refuses everything else, including

@@ -1,4 +1,4 @@
-//go:build openssl && cgo
+//go:build cgo && !purego
 
 package dkim
 

@@ -1,4 +1,4 @@
-//go:build openssl && cgo
+//go:build cgo && !purego
 
 package dkim
 
@@ -49,6 +49,9 @@ func opensslKey(t testing.TB, path string) (*rsa.PrivateKey, *opensslRSA) {
 	s.once.Do(s.load)
 	if s.pkey == nil {
 		_, err := libcrypto()
+		if err != nil && os.Getenv("CI") != "true" {
+			t.Skipf("OpenSSL's libcrypto is not installed (apt-get install libssl3): %v", err)
+		}
 		t.Fatalf("%s: not loaded into OpenSSL (libcrypto: %v)", path, err)
 	}
 	return priv.(*rsa.PrivateKey), s
