@@ -45,30 +45,10 @@ func TestRestartWithQueuedMessages(t *testing.T) {
 	data := filepath.Join(w.dataDir, "data")
 	empty := diskUse(data)
 
-	var acks bytes.Buffer
-	var ackMu sync.Mutex
-	start := time.Now()
-	rep, err := loadgen.Run(context.Background(), loadgen.Config{
+	acked, injected := injectAll(t, loadgen.Config{
 		Addr: d.submit, Concurrency: 50, Messages: n, PerConn: 100, Size: 1500,
-		Domains: []string{"dest.test"}, Users: 1000, FromDomain: "sender.test",
-		AckLog: lockedWriter{&ackMu, &acks}, Timeout: 2 * time.Minute,
+		Domains: []string{"dest.test"}, Users: 1000, FromDomain: "sender.test", Timeout: 2 * time.Minute,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	injected := time.Since(start)
-	acked := map[string]bool{}
-	sc := bufio.NewScanner(&acks)
-	for sc.Scan() {
-		var e loadgen.AckEntry
-		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-			t.Fatalf("ack log: %v", err)
-		}
-		acked[e.MessageID] = true
-	}
-	if len(acked) != n || rep.Failed > 0 {
-		t.Fatalf("%d of %d messages acknowledged (errors %v)", len(acked), n, rep.Errors)
-	}
 	var health struct {
 		Queue     int
 		Recovered struct{ Messages, Leased, Quarantined int }
@@ -162,6 +142,35 @@ func diskUse(dir string) disk {
 		return n
 	}
 	return disk{store: blocks(filepath.Join(dir, "db")), spool: blocks(filepath.Join(dir, "spool")), log: blocks(filepath.Join(dir, "events.log"))}
+}
+
+// injectAll sends cfg.Messages messages with kiln loadgen (the ack log is
+// set here) and fails the test unless every one was acknowledged; it returns
+// the acknowledged Message-IDs and how long the injection took.
+func injectAll(t *testing.T, cfg loadgen.Config) (map[string]bool, time.Duration) {
+	t.Helper()
+	var acks bytes.Buffer
+	var ackMu sync.Mutex
+	cfg.AckLog = lockedWriter{&ackMu, &acks}
+	start := time.Now()
+	rep, err := loadgen.Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	acked := map[string]bool{}
+	sc := bufio.NewScanner(&acks)
+	for sc.Scan() {
+		var e loadgen.AckEntry
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			t.Fatalf("ack log: %v", err)
+		}
+		acked[e.MessageID] = true
+	}
+	if len(acked) != cfg.Messages || rep.Failed > 0 {
+		t.Fatalf("%d of %d messages acknowledged (errors %v)", len(acked), cfg.Messages, rep.Errors)
+	}
+	return acked, took
 }
 
 type lockedWriter struct {
